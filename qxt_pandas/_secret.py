@@ -1,0 +1,27 @@
+"""A holder for the API key that never shows its value by accident."""
+
+from __future__ import annotations
+
+
+class Secret:
+    """Wraps a secret string; ``repr``/``str`` show ``'***'``, ``reveal()`` the value."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def redact(self, text: str) -> str:
+        """``text`` with every occurrence of the secret replaced by ``***``."""
+        return text.replace(self._value, "***") if self._value else text
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __reduce__(self):
+        raise TypeError("the API key is not pickled; pass it to each process instead")

@@ -1,0 +1,229 @@
+"""``Client`` and ``AsyncClient``: both QXT endpoints over httpx, with retries.
+
+``AsyncClient`` holds the logic; ``Client`` drives it on a private loop (see
+``_sync``), so the two cannot disagree. Transient faults (-8, HTTP 5xx/429,
+connection failures, timeouts, bodies that are not JSON) are retried with
+exponential backoff and full jitter; every other answer is raised at once.
+
+Example::
+
+    with qxt_pandas.Client() as client:          # key from QXT_APIKEY
+        print(client.balance().balance)
+        print(client.status("13972565391").status)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import warnings
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+
+from . import protocol
+from ._secret import Secret
+from ._sync import LoopThread
+from ._transport import AiohttpTransport
+from .errors import ConnectionFailedError, MissingApiKeyError, QxtError
+from .protocol import Balance, Method, PhoneStatus
+
+__all__ = ["AsyncClient", "Client"]
+
+log = logging.getLogger("qxt_pandas")
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_RETRIES = 3
+DEFAULT_BACKOFF = 0.5
+MAX_BACKOFF = 30.0
+
+
+def _masked(mobile: str) -> str:
+    """A number as logs show it: ``139****5391`` (numbers are personal data)."""
+    return mobile[:3] + "****" + mobile[-4:] if len(mobile) >= 8 else "****"
+
+
+class AsyncClient:
+    """Async client for the QXT service; use as ``async with AsyncClient() as c``.
+
+    ``apikey`` defaults to ``$QXT_APIKEY``, ``base_url`` to ``$QXT_BASE_URL``
+    then the vendor's ``https://ps.szqxt.com``. ``timeout`` is seconds per
+    attempt; ``retries`` is how many times a transient fault is tried again;
+    ``backoff`` the first retry's mean delay (doubling, with jitter).
+    ``transport`` replaces the network (``httpx.ASGITransport``, a simulator's
+    ``transport()``, ``httpx.MockTransport``).
+
+    Example::
+
+        async with AsyncClient(base_url=url) as client:
+            answer = await client.status("13972565391")
+    """
+
+    def __init__(
+        self,
+        apikey: str | None = None,
+        *,
+        base_url: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        retries: int = DEFAULT_RETRIES,
+        method: Method = "POST",
+        backoff: float = DEFAULT_BACKOFF,
+        max_connections: int = 100,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        key = apikey if apikey is not None else os.environ.get("QXT_APIKEY", "")
+        if not key.strip():
+            raise MissingApiKeyError("No QXT API key.")
+        if method not in ("GET", "POST"):
+            raise ValueError(f"method must be 'GET' or 'POST', not {method!r}")
+        if method == "GET":
+            warnings.warn(
+                "method='GET' puts the API key in the URL, where proxies, server logs and "
+                "httpx's own log lines can record it; prefer the default POST.",
+                UserWarning,
+                stacklevel=2,
+            )
+        if retries < 0:
+            raise ValueError("retries must be >= 0")
+        self._apikey = Secret(key.strip())
+        self.base_url = (base_url or os.environ.get("QXT_BASE_URL") or protocol.DEFAULT_BASE_URL).rstrip("/")
+        self.method: Method = method
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        # The client builds httpx.Requests itself and hands them to the transport: httpx's
+        # AsyncClient layer (URL merging, auth, cookies, redirects) cost half the CPU per query.
+        self._transport = transport or AiohttpTransport(max_connections)
+        self._urls = {ep: httpx.URL(self.base_url + path) for ep, path in protocol.ENDPOINT_PATHS.items()}
+        self._extensions = {"timeout": httpx.Timeout(timeout).as_dict()}
+        self._headers = httpx.Headers({"User-Agent": "qxt-pandas", "Accept": "application/json"})
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r}, method={self.method!r}, apikey=***)"
+
+    async def status(self, mobile: str) -> PhoneStatus:
+        """The status of one mobile number; raises a :class:`NumberError` for per-number answers."""
+        key = self._apikey.reveal()
+        return await self._retrying(
+            "status", mobile, lambda r: protocol.parse_status(r.status_code, r.content, mobile=mobile, redact=key)
+        )
+
+    async def balance(self) -> Balance:
+        """The account's fee type and remaining balance (in queries)."""
+        key = self._apikey.reveal()
+        return await self._retrying(
+            "balance", None, lambda r: protocol.parse_balance(r.status_code, r.content, redact=key)
+        )
+
+    async def _retrying(
+        self, endpoint: protocol.Endpoint, mobile: str | None, parse: Callable[[httpx.Response], T]
+    ) -> T:
+        """One endpoint call, retried for transient faults only."""
+        request = protocol.build_request(endpoint, self._apikey.reveal(), self.method, mobile)
+        for attempt in range(self.retries + 1):
+            try:
+                return parse(await self._send(request, endpoint, mobile))
+            except QxtError as exc:
+                error = exc
+            error.attempts = attempt + 1
+            if not error.retryable or attempt == self.retries:
+                raise error
+            delay = random.uniform(0, 2 * min(MAX_BACKOFF, self.backoff * 2**attempt))
+            log.info(
+                "QXT %s%s: %s; retry %d of %d in %.2fs",
+                endpoint,
+                f" {_masked(mobile)}" if mobile else "",
+                type(error).__name__,
+                attempt + 1,
+                self.retries,
+                delay,
+            )
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def _send(
+        self, wire: protocol.WireRequest, endpoint: protocol.Endpoint, mobile: str | None
+    ) -> httpx.Response:
+        url = self._urls[endpoint]
+        if wire.params:
+            url = url.copy_merge_params(wire.params)
+        request = httpx.Request(
+            wire.method,
+            url,
+            headers=self._headers,
+            data=wire.data,
+            extensions=self._extensions,
+        )
+        try:
+            response = await self._transport.handle_async_request(request)
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
+            return response
+        except httpx.TransportError as exc:
+            what = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
+            raise ConnectionFailedError(
+                f"The request to {url.host} {what}: {type(exc).__name__}: {self._apikey.redact(str(exc))}",
+                mobile=mobile,
+            ) from None
+
+    async def aclose(self) -> None:
+        """Close connections; idempotent."""
+        await self._transport.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+class Client:
+    """The synchronous face of :class:`AsyncClient` (same arguments, same errors).
+
+    Works in scripts and inside Jupyter (where a loop is already running).
+
+    Example::
+
+        with Client(base_url=url) as client:
+            client.status("13972565391").now_isp
+    """
+
+    def __init__(self, apikey: str | None = None, **options: Any) -> None:
+        self._async = AsyncClient(apikey, **options)
+        self._runner = LoopThread("qxt-client")
+
+    def __repr__(self) -> str:
+        return repr(self._async).replace("AsyncClient", "Client", 1)
+
+    @property
+    def base_url(self) -> str:
+        return self._async.base_url
+
+    def status(self, mobile: str) -> PhoneStatus:
+        """See :meth:`AsyncClient.status`."""
+        return self._runner.run(self._async.status(mobile))
+
+    def balance(self) -> Balance:
+        """See :meth:`AsyncClient.balance`."""
+        return self._runner.run(self._async.balance())
+
+    def close(self) -> None:
+        """Close connections and the private loop; idempotent."""
+        if not self._runner._closed:
+            self._runner.run(self._async.aclose())
+            self._runner.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -1,0 +1,219 @@
+"""The exception tree and the vendor's code table.
+
+Every failure the library raises is a :class:`QxtError`. Each carries data,
+not just a sentence: ``code`` (the vendor's code, or ``None`` for failures that
+never reached the vendor), ``reason`` (the vendor's own text), and, for
+per-number answers, ``mobile``. Three class attributes sort them:
+
+- ``retryable``: a transient fault; the client retries it with backoff.
+- ``terminal``: the whole run must stop (bad key, IP not allowed, no balance).
+- per-number answers (:class:`NumberError`) are neither: they belong on the
+  number's row.
+
+Example::
+
+    try:
+        client.status("13972565391")
+    except qxt_pandas.InsufficientBalanceError as exc:
+        print(exc.code, exc.reason)   # -5 当前余额不足...
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "VENDOR_CODES",
+    "ConfigurationError",
+    "ConnectionFailedError",
+    "HttpStatusError",
+    "InsufficientBalanceError",
+    "InvalidApiKeyError",
+    "InvalidMobileError",
+    "InvalidRequestError",
+    "IpNotAllowedError",
+    "MissingApiKeyError",
+    "MobileLengthError",
+    "NoInformationError",
+    "NumberError",
+    "QxtError",
+    "ServerBusyError",
+    "TerminalError",
+    "TransientError",
+    "UnexpectedResponseError",
+    "UnknownCodeError",
+    "UnparsableResponseError",
+    "error_for_code",
+]
+
+
+class QxtError(Exception):
+    """Root of every error this library raises."""
+
+    retryable: bool = False
+    terminal: bool = False
+    default_hint: str = ""
+    #: How many requests the client made before raising this (1 = no retry).
+    attempts: int = 1
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        code: int | None = None,
+        reason: str | None = None,
+        mobile: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.code = code
+        self.reason = reason
+        self.mobile = mobile
+        self.hint = self.default_hint if hint is None else hint
+        if message is None:
+            message = self._describe()
+        if self.hint:
+            message = f"{message} {self.hint}"
+        self.message = message
+        super().__init__(message)
+
+    def _describe(self) -> str:
+        parts = [f"QXT answered code {self.code}"]
+        if self.reason:
+            parts.append(f"({self.reason})")
+        if self.mobile:
+            parts.append(f"for {self.mobile}")
+        return " ".join(parts) + "."
+
+    def __reduce__(self):  # keep the keyword data through pickling (processes, Dask)
+        return (_rebuild, (type(self), self.args, self.__dict__.copy()))
+
+
+def _rebuild(cls: type[QxtError], args: tuple, state: dict) -> QxtError:
+    exc = cls.__new__(cls)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc
+
+
+class ConfigurationError(QxtError):
+    """The library was set up wrongly; nothing was sent."""
+
+
+class MissingApiKeyError(ConfigurationError):
+    """No API key was given and ``QXT_APIKEY`` is not set."""
+
+    default_hint = "Pass apikey=... or set the QXT_APIKEY environment variable; no request was sent."
+
+
+class TerminalError(QxtError):
+    """An answer that stops the whole run: retrying or going on cannot help."""
+
+    terminal = True
+
+
+class InvalidApiKeyError(TerminalError):
+    """Code -1: the vendor does not know this API key."""
+
+    default_hint = "Check the key in QXT_APIKEY: it must be the key shown in your QXT account (32 characters)."
+
+
+class IpNotAllowedError(TerminalError):
+    """Code -9: this machine's public IP is not on the account's allow-list."""
+
+    default_hint = (
+        "Ask QXT to add this machine's public IP address to the account's "
+        "allow-list, or run from a machine that is on it."
+    )
+
+
+class InsufficientBalanceError(TerminalError):
+    """Code -5: the prepaid balance cannot pay for this query."""
+
+    default_hint = (
+        "Top up the account with QXT, then run again: answers already received are kept and not paid for twice."
+    )
+
+
+class NumberError(QxtError):
+    """A per-number answer: this number has no status, the run goes on."""
+
+
+class InvalidRequestError(NumberError):
+    """Code 1: a parameter was missing or malformed (key length, number)."""
+
+
+class MobileLengthError(NumberError):
+    """Code -2: the number does not have the length of a mobile number."""
+
+
+class InvalidMobileError(NumberError):
+    """Code -3: the vendor does not accept this as a mobile number."""
+
+
+class NoInformationError(NumberError):
+    """Code -4: the vendor found nothing for this number."""
+
+
+class TransientError(QxtError):
+    """A fault that may pass: retried with backoff, then reported."""
+
+    retryable = True
+
+
+class ServerBusyError(TransientError):
+    """Code -8: the vendor's system error, 'try again later'."""
+
+
+class HttpStatusError(QxtError):
+    """The service answered with an HTTP error status instead of JSON."""
+
+    def __init__(self, message: str | None = None, *, status_code: int, **kw) -> None:
+        self.status_code = status_code
+        super().__init__(message, **kw)
+
+    @property
+    def retryable(self) -> bool:  # type: ignore[override]
+        return self.status_code >= 500 or self.status_code == 429
+
+
+class ConnectionFailedError(TransientError):
+    """The request did not complete: refused, reset, or timed out."""
+
+
+class UnparsableResponseError(TransientError):
+    """The body was not JSON (an HTML error page, a truncated body)."""
+
+
+class UnexpectedResponseError(QxtError):
+    """Valid JSON without the documented fields.
+
+    Not retried: with code 0 the vendor has charged for it, and the same
+    answer would be charged again.
+    """
+
+
+class UnknownCodeError(QxtError):
+    """A code the vendor's table does not list; ``code`` keeps it raw."""
+
+
+#: The vendor's table (interface document, section 3): code -> (class, meaning).
+VENDOR_CODES: dict[int, tuple[type[QxtError], str]] = {
+    1: (InvalidRequestError, "请求参数缺失, apikey 长度不对, 手机号码长度不对或有误"),
+    -1: (InvalidApiKeyError, "apikey 信息不匹配 (用户信息不正确)"),
+    -2: (MobileLengthError, "查询的手机号码长度不对"),
+    -3: (InvalidMobileError, "请填写正确的手机号码"),
+    -4: (NoInformationError, "未查询到相关信息"),
+    -5: (InsufficientBalanceError, "当前余额不足发起本次查询请求"),
+    -8: (ServerBusyError, "系统错误, 请稍候再试"),
+    -9: (IpNotAllowedError, "ip 地址鉴权失败"),
+}
+
+
+def error_for_code(code: int, reason: str | None = None, *, mobile: str | None = None) -> QxtError:
+    """The exception for a non-zero vendor code (unknown codes keep their value).
+
+    Example::
+
+        >>> error_for_code(-5, "余额不足").terminal
+        True
+    """
+    cls = VENDOR_CODES.get(code, (UnknownCodeError, ""))[0]
+    return cls(code=code, reason=reason, mobile=mobile)

@@ -1,0 +1,198 @@
+"""The simulator's ASGI app: both endpoints as documented, billing, latency, faults."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import threading
+from collections.abc import Iterable
+from urllib.parse import parse_qsl
+
+from . import _answers as A
+from ._state import DEMO_APIKEY, DEMO_POSTPAID_APIKEY, POSTPAID, PREPAID, Account, Charge, Faults, Ledger
+
+_HTML_ERROR = (
+    "<html>\r\n<head><title>{code} {text}</title></head>\r\n<body>\r\n"
+    "<center><h1>{code} {text}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+)
+_HTTP_ERRORS = ((500, "Internal Server Error"), (502, "Bad Gateway"), (503, "Service Temporarily Unavailable"))
+
+
+class ConnectionDropped(Exception):
+    """Raised inside the app to make the server drop the connection mid-response."""
+
+
+class Simulator:
+    """A stand-in for the QXT service: an ASGI app with accounts, a ledger and knobs.
+
+    ``latency``/``jitter`` are seconds per request (the vendor quotes ~0.1);
+    ``faults`` injects transient failures; ``seed`` makes fault draws repeatable.
+    Knobs and accounts may be changed while it serves.
+
+    Example::
+
+        sim = Simulator(latency=0.1, faults=Faults.mixed(0.1))
+        with serve(sim) as base_url:
+            ...
+        sim.ledger.paid_twice()   # {} when nothing was paid twice
+    """
+
+    def __init__(
+        self,
+        accounts: Iterable[Account] | None = None,
+        *,
+        latency: float = 0.0,
+        jitter: float = 0.0,
+        faults: Faults | None = None,
+        hang_seconds: float = 60.0,
+        content_type: str = "text/html;charset=UTF-8",
+        seed: int | None = 0,
+    ) -> None:
+        if accounts is None:
+            accounts = [Account(DEMO_APIKEY), Account(DEMO_POSTPAID_APIKEY, POSTPAID, balance=0)]
+        self.accounts = {a.apikey: a for a in accounts}
+        self.latency = latency
+        self.jitter = jitter
+        self.faults = faults or Faults()
+        self.hang_seconds = hang_seconds
+        self.content_type = content_type
+        self.ledger = Ledger()
+        self.requests = 0
+        #: The raw query strings received, so that tests can see what reached a URL.
+        self.query_strings: list[str] = []
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+
+    def add_account(self, account: Account) -> Account:
+        self.accounts[account.apikey] = account
+        return account
+
+    # -- the vendor's logic, free of HTTP --------------------------------------
+
+    def _check_caller(self, params: dict[str, str], client_ip: str) -> tuple[tuple[int, str], Account | None]:
+        key = params.get("apikey", "")
+        if len(key) != 32:
+            return A.PARAM_MISSING, None
+        account = self.accounts.get(key)
+        if account is None:
+            return A.BAD_KEY, None
+        if account.allowed_ips is not None and client_ip not in account.allowed_ips:
+            return A.IP_DENIED, None
+        return A.SUCC, account
+
+    def query_status(self, params: dict[str, str], client_ip: str, lost: bool = False) -> dict:
+        """The JSON object the vendor sends for ``ssPhone_Status``; bills code-0 answers."""
+        outcome, account = self._check_caller(params, client_ip)
+        mobile = params.get("mobile")
+        if account is None:
+            return _body(outcome)
+        if not mobile:
+            return _body(A.PARAM_MISSING)
+        complaint = A.validate(mobile)
+        if complaint:
+            return _body(complaint)
+        outcome, result = A.answer(mobile)
+        if result is None:
+            return _body(outcome)
+        with self._lock:
+            if account.fee_type == PREPAID and account.balance < 1:
+                return _body(A.NO_BALANCE)
+            account.balance -= 1
+            self.ledger.record(Charge(account.apikey, mobile, delivered=not lost))
+        return _body(outcome, result)
+
+    def query_balance(self, params: dict[str, str], client_ip: str) -> dict:
+        """The JSON object the vendor sends for ``balance``."""
+        outcome, account = self._check_caller(params, client_ip)
+        if account is None:
+            return _body(outcome)
+        return _body(A.SUCC, {"feeType": account.fee_type, "balance": str(account.balance)})
+
+    # -- ASGI --------------------------------------------------------------------
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        query = scope.get("query_string", b"").decode("latin-1")
+        path = scope["path"].rstrip("/").lower()
+        with self._lock:
+            self.requests += 1
+            self.query_strings.append(query)
+            fault = self.faults.pick(self._rng.random())
+            pause = max(0.0, self.latency + self._rng.uniform(-self.jitter, self.jitter))
+        if path not in ("/ssphone_status", "/balance"):
+            await _send(send, 404, _HTML_ERROR.format(code=404, text="Not Found"), "text/html")
+            return
+        if scope["method"] not in ("GET", "POST"):
+            await _send(send, 405, _HTML_ERROR.format(code=405, text="Not Allowed"), "text/html")
+            return
+        params = dict(parse_qsl(query))
+        params.update(_form(body, scope))
+        client_ip = (scope.get("client") or ("", 0))[0]
+        if pause:
+            await asyncio.sleep(pause)
+        if fault == "busy":
+            await _send(send, 200, json.dumps(_body(A.SYSTEM_ERROR), ensure_ascii=False), self.content_type)
+            return
+        if fault == "http_error":
+            code, text = _HTTP_ERRORS[self._rng.randrange(3)]
+            await _send(send, code, _HTML_ERROR.format(code=code, text=text), "text/html")
+            return
+        lost = fault in ("truncated", "reset", "hang")
+        if path == "/balance":
+            answer = self.query_balance(params, client_ip)
+        else:
+            answer = self.query_status(params, client_ip, lost=lost)
+        text = json.dumps(answer, ensure_ascii=False)
+        if fault == "hang":
+            await asyncio.sleep(self.hang_seconds)
+        elif fault == "truncated":
+            await _send(send, 200, text[: len(text) // 2], self.content_type)
+        elif fault == "reset":
+            await send({"type": "http.response.start", "status": 200, "headers": _headers(self.content_type, 999)})
+            raise ConnectionDropped("simulated connection reset")
+        else:
+            await _send(send, 200, text, self.content_type)
+
+
+def _body(outcome: tuple[int, str], result: dict | None = None) -> dict:
+    code, reason = outcome
+    body: dict = {"code": code, "reason": reason}
+    if result is not None:
+        body["result"] = result
+    return body
+
+
+def _form(body: bytes, scope) -> dict[str, str]:
+    """POST parameters: form-encoded as browsers send them, or a JSON object."""
+    if not body:
+        return {}
+    text = body.decode("utf-8", errors="replace")
+    if text.lstrip().startswith("{"):
+        try:
+            return {str(k): str(v) for k, v in json.loads(text).items()}
+        except (ValueError, AttributeError):
+            return {}
+    return dict(parse_qsl(text))
+
+
+def _headers(content_type: str, length: int) -> list[tuple[bytes, bytes]]:
+    return [(b"content-type", content_type.encode()), (b"content-length", str(length).encode())]
+
+
+async def _send(send, status: int, text: str, content_type: str) -> None:
+    data = text.encode("utf-8")
+    await send({"type": "http.response.start", "status": status, "headers": _headers(content_type, len(data))})
+    await send({"type": "http.response.body", "body": data})
