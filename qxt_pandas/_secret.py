@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote, quote_plus
+
 
 class Secret:
     """Wraps a secret string; ``repr``/``str`` show ``'***'``, ``reveal()`` the value."""
@@ -15,8 +17,8 @@ class Secret:
         return self._value
 
     def redact(self, text: str) -> str:
-        """``text`` with every occurrence of the secret replaced by ``***``."""
-        return text.replace(self._value, "***") if self._value else text
+        """``text`` with the secret, plain or URL-encoded, replaced by ``***``."""
+        return scrub(text, self._value)
 
     def __repr__(self) -> str:
         return "Secret('***')"
@@ -25,3 +27,11 @@ class Secret:
 
     def __reduce__(self):
         raise TypeError("the API key is not pickled; pass it to each process instead")
+
+
+def scrub(text: str, secret: str) -> str:
+    """``text`` with ``secret``, plain or URL-encoded, replaced by ``***``."""
+    if secret:
+        for form in {secret, quote(secret, safe=""), quote_plus(secret)}:
+            text = text.replace(form, "***")
+    return text

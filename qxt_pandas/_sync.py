@@ -47,7 +47,10 @@ class LoopThread:
 
         self._loop.call_soon_threadsafe(start)
         try:
-            done.wait()  # interruptible: Ctrl-C lands here in the calling thread
+            # Short waits, not one long one: a signal delivered to another thread does
+            # not wake a blocked wait, but Python runs the handler when each one returns.
+            while not done.wait(0.1):
+                pass
         except BaseException:
             self._loop.call_soon_threadsafe(lambda: box["task"].cancel())
             done.wait(INTERRUPT_GRACE)

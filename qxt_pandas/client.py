@@ -168,10 +168,10 @@ class AsyncClient:
             return response
         except httpx.TransportError as exc:
             what = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
-            raise ConnectionFailedError(
-                f"The request to {url.host} {what}: {type(exc).__name__}: {self._apikey.redact(str(exc))}",
-                mobile=mobile,
-            ) from None
+            failure = f"The request to {url.host} {what}: {type(exc).__name__}: {self._apikey.redact(str(exc))}"
+        # Raised outside the except block: no __context__ chain to the httpx error, whose
+        # request object holds the key.
+        raise ConnectionFailedError(failure, mobile=mobile)
 
     async def aclose(self) -> None:
         """Close connections; idempotent."""

@@ -18,6 +18,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ._secret import scrub
 from .errors import (
     HttpStatusError,
     UnexpectedResponseError,
@@ -155,8 +156,7 @@ def _unexpected(what: str, body: bytes, redact: str, mobile: str | None) -> Unex
 def abridge(body: bytes, redact: str = "") -> str:
     """The start of a body, on one line, for error messages (secret removed)."""
     text = " ".join(body.decode("utf-8", errors="replace").split())
-    if redact:
-        text = text.replace(redact, "***")
+    text = scrub(text, redact)
     if len(text) > _ABRIDGE:
         text = text[:_ABRIDGE] + f"… ({len(body)} bytes)"
     return repr(text) if text else "(empty body)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import threading
@@ -157,7 +158,8 @@ class Simulator:
             answer = self.query_status(params, client_ip, lost=lost)
         text = json.dumps(answer, ensure_ascii=False)
         if fault == "hang":
-            await asyncio.sleep(self.hang_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(_client_gone(receive), self.hang_seconds)
         elif fault == "truncated":
             await _send(send, 200, text[: len(text) // 2], self.content_type)
         elif fault == "reset":
@@ -165,6 +167,12 @@ class Simulator:
             raise ConnectionDropped("simulated connection reset")
         else:
             await _send(send, 200, text, self.content_type)
+
+
+async def _client_gone(receive) -> None:
+    """Returns when the client closes the connection (as a client that timed out does)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def _body(outcome: tuple[int, str], result: dict | None = None) -> dict:

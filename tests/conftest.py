@@ -1,0 +1,99 @@
+"""Shared fixtures: a simulator with known accounts, served in-process or on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterator
+
+import pytest
+
+import qxt_pandas
+from qxt_pandas.simulator import POSTPAID, PREPAID, Account, Simulator, SimulatorTransport, serve
+
+#: A distinctive key: any test that finds this string in output has found a leak.
+SECRET = "SeCrEt-QXT-key-4242-never-shown!"
+POSTPAID_KEY = "postpaid-key-000000000000000000P"
+EMPTY_KEY = "empty-prepaid-key-00000000000000"
+FENCED_KEY = "ip-fenced-key-000000000000000000"
+
+assert all(len(k) == 32 for k in (SECRET, POSTPAID_KEY, EMPTY_KEY, FENCED_KEY))
+
+GOOD = "13972565391"  # 正常 in the simulator (see test_simulator for how that is known)
+
+
+def make_simulator(**knobs) -> Simulator:
+    return Simulator(
+        [
+            Account(SECRET, PREPAID, balance=1000),
+            Account(POSTPAID_KEY, POSTPAID, balance=0),
+            Account(EMPTY_KEY, PREPAID, balance=0),
+            Account(FENCED_KEY, PREPAID, balance=1000, allowed_ips=frozenset({"203.0.113.7"})),
+        ],
+        **knobs,
+    )
+
+
+@pytest.fixture
+def sim() -> Simulator:
+    return make_simulator()
+
+
+@pytest.fixture
+def loopback(sim: Simulator) -> Iterator[str]:
+    with serve(sim) as url:
+        yield url
+
+
+class SyncFace:
+    """Drives either client kind through one interface, so each test runs against both."""
+
+    def __init__(self, kind: str, **options) -> None:
+        self.kind = kind
+        if kind == "sync":
+            self._client = qxt_pandas.Client(**options)
+        else:
+            self._loop = asyncio.new_event_loop()
+            self._client = qxt_pandas.AsyncClient(**options)
+
+    def _do(self, name: str, *args):
+        call = getattr(self._client, name)
+        if self.kind == "sync":
+            return call(*args)
+        return self._loop.run_until_complete(call(*args))
+
+    def status(self, mobile: str) -> qxt_pandas.PhoneStatus:
+        return self._do("status", mobile)
+
+    def balance(self) -> qxt_pandas.Balance:
+        return self._do("balance")
+
+    def close(self) -> None:
+        if self.kind == "sync":
+            self._client.close()
+        else:
+            self._loop.run_until_complete(self._client.aclose())
+            self._loop.close()
+
+
+@pytest.fixture(params=["inprocess-sync", "inprocess-async", "loopback-sync", "loopback-async"])
+def connect(request, sim: Simulator) -> Iterator[Callable[..., SyncFace]]:
+    """``connect(apikey=..., **options)`` -> a client on the chosen serving path and API."""
+    where, kind = request.param.split("-")
+    made: list[SyncFace] = []
+    with contextlib.ExitStack() as stack:
+        if where == "loopback":
+            url = stack.enter_context(serve(sim))
+            base = {"base_url": url}
+        else:
+            base = {"base_url": "http://simulator.invalid", "transport": SimulatorTransport(sim)}
+
+        def factory(apikey: str = SECRET, **options) -> SyncFace:
+            face = SyncFace(kind, apikey=apikey, **{"backoff": 0, **base, **options})
+            made.append(face)
+            return face
+
+        factory.where = where  # type: ignore[attr-defined]
+        yield factory
+        for face in made:
+            face.close()
