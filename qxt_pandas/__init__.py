@@ -7,59 +7,18 @@ Example::
         client.status("13972565391").status   # '正常'
 """
 
+from . import errors as _errors
 from .client import AsyncClient, Client
-from .errors import (
-    VENDOR_CODES,
-    ConfigurationError,
-    ConnectionFailedError,
-    HttpStatusError,
-    InsufficientBalanceError,
-    InvalidApiKeyError,
-    InvalidMobileError,
-    InvalidRequestError,
-    IpNotAllowedError,
-    MissingApiKeyError,
-    MobileLengthError,
-    NoInformationError,
-    NumberError,
-    QxtError,
-    ServerBusyError,
-    TerminalError,
-    TransientError,
-    UnexpectedResponseError,
-    UnknownCodeError,
-    UnparsableResponseError,
-    error_for_code,
-)
+from .errors import *  # noqa: F403 (the exception tree; its names are errors.__all__)
 from .protocol import Balance, PhoneStatus
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "VENDOR_CODES",
     "AsyncClient",
-    "Balance",
     "Client",
-    "ConfigurationError",
-    "ConnectionFailedError",
-    "HttpStatusError",
-    "InsufficientBalanceError",
-    "InvalidApiKeyError",
-    "InvalidMobileError",
-    "InvalidRequestError",
-    "IpNotAllowedError",
-    "MissingApiKeyError",
-    "MobileLengthError",
-    "NoInformationError",
-    "NumberError",
     "PhoneStatus",
-    "QxtError",
-    "ServerBusyError",
-    "TerminalError",
-    "TransientError",
-    "UnexpectedResponseError",
-    "UnknownCodeError",
-    "UnparsableResponseError",
+    "Balance",
+    *_errors.__all__,
     "__version__",
-    "error_for_code",
 ]

@@ -18,7 +18,10 @@ class Secret:
 
     def redact(self, text: str) -> str:
         """``text`` with the secret, plain or URL-encoded, replaced by ``***``."""
-        return scrub(text, self._value)
+        if self._value:
+            for form in {self._value, quote(self._value, safe=""), quote_plus(self._value)}:
+                text = text.replace(form, "***")
+        return text
 
     def __repr__(self) -> str:
         return "Secret('***')"
@@ -27,11 +30,3 @@ class Secret:
 
     def __reduce__(self):
         raise TypeError("the API key is not pickled; pass it to each process instead")
-
-
-def scrub(text: str, secret: str) -> str:
-    """``text`` with ``secret``, plain or URL-encoded, replaced by ``***``."""
-    if secret:
-        for form in {secret, quote(secret, safe=""), quote_plus(secret)}:
-            text = text.replace(form, "***")
-    return text

@@ -83,8 +83,8 @@ class AsyncClient:
             raise ValueError(f"method must be 'GET' or 'POST', not {method!r}")
         if method == "GET":
             warnings.warn(
-                "method='GET' puts the API key in the URL, where proxies, server logs and "
-                "httpx's own log lines can record it; prefer the default POST.",
+                "method='GET' puts the API key in the URL, where proxies and server logs "
+                "can record it; prefer the default POST.",
                 UserWarning,
                 stacklevel=2,
             )
@@ -108,16 +108,16 @@ class AsyncClient:
 
     async def status(self, mobile: str) -> PhoneStatus:
         """The status of one mobile number; raises a :class:`NumberError` for per-number answers."""
-        key = self._apikey.reveal()
+        secret = self._apikey
         return await self._retrying(
-            "status", mobile, lambda r: protocol.parse_status(r.status_code, r.content, mobile=mobile, redact=key)
+            "status", mobile, lambda r: protocol.parse_status(r.status_code, r.content, mobile=mobile, secret=secret)
         )
 
     async def balance(self) -> Balance:
         """The account's fee type and remaining balance (in queries)."""
-        key = self._apikey.reveal()
+        secret = self._apikey
         return await self._retrying(
-            "balance", None, lambda r: protocol.parse_balance(r.status_code, r.content, redact=key)
+            "balance", None, lambda r: protocol.parse_balance(r.status_code, r.content, secret=secret)
         )
 
     async def _retrying(

@@ -15,10 +15,10 @@ Example::
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ._secret import scrub
+from ._secret import Secret
 from .errors import (
     HttpStatusError,
     UnexpectedResponseError,
@@ -43,6 +43,7 @@ Endpoint = Literal["status", "balance"]
 Method = Literal["GET", "POST"]
 
 _ABRIDGE = 160
+_NO_SECRET = Secret("")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +72,8 @@ class WireRequest:
 
     method: Method
     path: str
-    params: dict[str, str] | None
-    data: dict[str, str] | None
+    params: dict[str, str] | None = field(repr=False)  # they hold the key
+    data: dict[str, str] | None = field(repr=False)
 
 
 def build_request(endpoint: Endpoint, apikey: str, method: Method = "POST", mobile: str | None = None) -> WireRequest:
@@ -90,8 +91,14 @@ def build_request(endpoint: Endpoint, apikey: str, method: Method = "POST", mobi
     raise ValueError(f"method must be 'GET' or 'POST', not {method!r}")
 
 
-def parse_status(http_status: int, body: bytes, *, mobile: str | None = None, redact: str = "") -> PhoneStatus:
-    """A ``ssPhone_Status`` answer as :class:`PhoneStatus`, or the typed error it means."""
+def parse_status(
+    http_status: int, body: bytes, *, mobile: str | None = None, secret: Secret | None = None
+) -> PhoneStatus:
+    """A ``ssPhone_Status`` answer as :class:`PhoneStatus`, or the typed error it means.
+
+    ``secret`` is scrubbed from any body quoted in an error message.
+    """
+    redact = secret or _NO_SECRET
     result = _result(http_status, body, mobile, redact)
     try:
         return PhoneStatus(
@@ -106,8 +113,9 @@ def parse_status(http_status: int, body: bytes, *, mobile: str | None = None, re
         raise _unexpected(f"the status answer lacks or mangles {exc}", body, redact, mobile) from None
 
 
-def parse_balance(http_status: int, body: bytes, *, redact: str = "") -> Balance:
+def parse_balance(http_status: int, body: bytes, *, secret: Secret | None = None) -> Balance:
     """A ``balance`` answer as :class:`Balance`, or the typed error it means."""
+    redact = secret or _NO_SECRET
     result = _result(http_status, body, None, redact)
     try:
         return Balance(fee_type=str(result["feeType"]), balance=_as_int(result["balance"]))
@@ -115,7 +123,7 @@ def parse_balance(http_status: int, body: bytes, *, redact: str = "") -> Balance
         raise _unexpected(f"the balance answer lacks or mangles {exc}", body, redact, None) from None
 
 
-def _result(http_status: int, body: bytes, mobile: str | None, redact: str) -> dict[str, Any]:
+def _result(http_status: int, body: bytes, mobile: str | None, redact: Secret) -> dict[str, Any]:
     """The ``result`` object of a successful answer; raises for everything else."""
     if http_status >= 400:
         raise HttpStatusError(
@@ -146,17 +154,16 @@ def _result(http_status: int, body: bytes, mobile: str | None, redact: str) -> d
     return result
 
 
-def _unexpected(what: str, body: bytes, redact: str, mobile: str | None) -> UnexpectedResponseError:
+def _unexpected(what: str, body: bytes, redact: Secret, mobile: str | None) -> UnexpectedResponseError:
     return UnexpectedResponseError(
         f"QXT's answer is not in the documented shape: {what}. It said: {abridge(body, redact)}",
         mobile=mobile,
     )
 
 
-def abridge(body: bytes, redact: str = "") -> str:
+def abridge(body: bytes, redact: Secret) -> str:
     """The start of a body, on one line, for error messages (secret removed)."""
-    text = " ".join(body.decode("utf-8", errors="replace").split())
-    text = scrub(text, redact)
+    text = redact.redact(" ".join(body.decode("utf-8", errors="replace").split()))
     if len(text) > _ABRIDGE:
         text = text[:_ABRIDGE] + f"… ({len(body)} bytes)"
     return repr(text) if text else "(empty body)"

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from qxt_pandas import errors as E
+from qxt_pandas._secret import Secret
 from qxt_pandas.protocol import Balance, PhoneStatus, build_request, parse_balance, parse_status
 
 KEY = "k" * 32
@@ -146,7 +147,7 @@ def test_http_errors(status, retryable):
 
 def test_a_body_echoing_the_key_is_redacted():
     with pytest.raises(E.UnparsableResponseError) as caught:
-        parse_status(200, f"<html>bad key {KEY}</html>".encode(), redact=KEY)
+        parse_status(200, f"<html>bad key {KEY}</html>".encode(), secret=Secret(KEY))
     assert KEY not in str(caught.value) and "***" in str(caught.value)
 
 

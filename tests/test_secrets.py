@@ -124,3 +124,10 @@ class _nothing:
 
     def __exit__(self, *exc):
         return False
+
+
+def test_the_wire_request_repr_hides_the_key():
+    from qxt_pandas.protocol import build_request
+
+    for method in ("POST", "GET"):
+        assert_clean(repr(build_request("status", SECRET, method, GOOD)))
