@@ -10,6 +10,7 @@ Example::
 from . import errors as _errors
 from .client import AsyncClient, Client
 from .errors import *  # noqa: F403 (the exception tree; its names are errors.__all__)
+from .numbers import normalize_mobiles
 from .protocol import Balance, PhoneStatus
 
 __version__ = "0.1.0"
@@ -19,6 +20,7 @@ __all__ = [
     "Client",
     "PhoneStatus",
     "Balance",
+    "normalize_mobiles",
     *_errors.__all__,
     "__version__",
 ]

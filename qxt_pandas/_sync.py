@@ -39,20 +39,33 @@ class LoopThread:
             raise RuntimeError("a sync call was made from inside the library's own loop")
         done = threading.Event()
         box: dict[str, asyncio.Task[T]] = {}
+        cancelled = False
 
+        # start() and cancel() both run on the loop thread, in the order they were
+        # scheduled, so a Ctrl-C at any moment cancels the task or keeps it from starting.
         def start() -> None:
-            task = self._loop.create_task(coro)
-            task.add_done_callback(lambda _: done.set())
-            box["task"] = task
+            if cancelled:
+                return
+            box["task"] = self._loop.create_task(coro)
+            box["task"].add_done_callback(lambda _: done.set())
 
-        self._loop.call_soon_threadsafe(start)
+        def cancel() -> None:
+            nonlocal cancelled
+            cancelled = True
+            if "task" in box:
+                box["task"].cancel()
+            else:
+                coro.close()
+                done.set()
+
         try:
+            self._loop.call_soon_threadsafe(start)
             # Short waits, not one long one: a signal delivered to another thread does
             # not wake a blocked wait, but Python runs the handler when each one returns.
             while not done.wait(0.1):
                 pass
         except BaseException:
-            self._loop.call_soon_threadsafe(lambda: box["task"].cancel())
+            self._loop.call_soon_threadsafe(cancel)
             done.wait(INTERRUPT_GRACE)
             raise
         return box["task"].result()

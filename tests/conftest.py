@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 import qxt_pandas
 from qxt_pandas.simulator import POSTPAID, PREPAID, Account, Simulator, SimulatorTransport, serve
+
+# HYPOTHESIS_PROFILE=thorough runs the property tests with 25x the examples.
+settings.register_profile("default", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("thorough", parent=settings.get_profile("default"), max_examples=5000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 #: A distinctive key: any test that finds this string in output has found a leak.
 SECRET = "SeCrEt-QXT-key-4242-never-shown!"

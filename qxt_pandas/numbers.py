@@ -1,0 +1,306 @@
+"""Normalization and local validation of messy mobile numbers, a whole column at once.
+
+Every number sent costs money, so a value that cannot be a Chinese mobile is
+caught here and never sent, and a valid one written any of the usual ways
+(``139-7256-5391``, ``+86 139 7256 5391``, ``１３９７２５６５３９１``,
+``13972565391.0``, ``1.3972565391E+10``) becomes the same 11 digits, so it
+is paid for once. The work is done with pyarrow compute kernels over the
+whole column; only the rare scientific-notation cells take a Python path.
+
+Example::
+
+    >>> normalize_mobiles(pd.Series(["+86 139-7256-5391", "1.39E+10", "无"]))
+        qxt_mobile                     qxt_error
+    0  13972565391                           NaN
+    1         <NA>  digits lost in a spreadsheet
+    2         <NA>                         empty
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = ["IOT_PREFIXES", "MOBILE_PREFIXES", "PLACEHOLDERS", "REASONS", "normalize_mobiles"]
+
+# -- The prefix table ----------------------------------------------------------
+# Three-digit prefixes allocated to Chinese mobile service, compiled 2026-11 from:
+# MIIT 电信网编号计划 (2017) as tabulated by github.com/VincentSit/ChinaMobilePhoneNumberRegex
+# (release 2019-01-07), plus MIIT's 2019-12-24 allocation of 190 (电信), 196 (联通),
+# 197 (移动) and 192 (中国广电), and 162/172/193/195 allocated before that. Unallocated
+# in 2022: 142, 143, 154, 161, 164, 194.
+# Decisions: 145/147/149 (data-plan numbers, 11 digits, some with voice) are accepted,
+# the vendor answers for them. 140/141/144/146/148 are IoT ranges whose numbers have
+# 13 digits: rejected as "IoT number". 174 (satellite and MIIT emergency service)
+# is rejected as not a mobile prefix.
+MOBILE_PREFIXES = frozenset(
+    "130 131 132 133 134 135 136 137 138 139 "
+    "145 147 149 "
+    "150 151 152 153 155 156 157 158 159 "
+    "162 165 166 167 "
+    "170 171 172 173 175 176 177 178 "
+    "180 181 182 183 184 185 186 187 188 189 "
+    "190 191 192 193 195 196 197 198 199".split()
+)
+IOT_PREFIXES = frozenset("140 141 144 146 148".split())
+
+# -- Reasons -------------------------------------------------------------------
+#: Every value ``qxt_error`` can take, in this order (the column's categories).
+REASONS = (
+    "empty",  # missing, blank, or a placeholder such as 无 / null / N/A / -
+    "not a number",  # letters or other characters that are not decoration
+    "masked",  # digits hidden: 139****5391
+    "several numbers",  # 13972565391/13800138000: see docs/numbers.md for why not the first
+    "digits lost in a spreadsheet",  # 1.39E+10: the digits are gone, never invented
+    "foreign number",  # +1 ..., 00852 ...
+    "landline",  # 0755-26012345, or 7-8 digits without an area code
+    "service number",  # 10086, 95588, 400-xxx-xxxx
+    "IoT number",
+    "not a mobile prefix",  # 11 digits starting with 1, prefix not allocated to mobiles
+    "wrong length",
+)
+_CODE = {reason: i for i, reason in enumerate(REASONS)}
+_VALID = -1
+
+#: Cell texts that mean "no number" (compared lower-cased, after trimming).
+PLACEHOLDERS = frozenset(
+    {"", "-", "--", "---", "/", "\\", ".", "0", "无", "空", "暂无", "没有", "未知", "不详", "null", "none",
+     "nan", "nil", "n/a", "na", "#n/a", "undefined", "(null)"}
+)  # fmt: skip
+_PLACEHOLDERS = pa.array(sorted(PLACEHOLDERS), pa.large_string())
+
+_FAST = r"^1[3-9]\d{9}$"  # already clean: most cells of most exports
+_FLOAT_TEXT = r"^(\d+)\.0*$"  # 13972565391.0
+_SCIENTIFIC = r"^\+?\d(?:\.\d*)?[eE]\+?\d+$"  # 1.3972565391E+10
+_FRACTION = r"^\d{7,}\.\d*[1-9]\d*$"  # 13972565391.5: a number, but not a whole one
+_SEVERAL = r"\d{7,}\D+\d{7,}"  # two long digit runs apart: 13972565391/13800138000
+_DECORATION = r"[\s\-‐‑‒–—―−.·•()\[\]{}（）【】_~/\\'\"\x{200b}\x{200c}\x{200d}\x{2060}\x{feff}]"
+_MASKED = r"^\d{2,}[*xX#?]{2,}\d{2,}$"
+_NOT_DIGIT = r"[^0-9]"
+
+
+def normalize_mobiles(values: pd.Series) -> pd.DataFrame:
+    """Normalize and validate mobile numbers; only ``qxt_mobile`` values are ever sent.
+
+    Returns a frame with the input's index and two columns: ``qxt_mobile``
+    (11 ASCII digits, or missing) and ``qxt_error`` (missing when valid,
+    otherwise one of :data:`REASONS`). Takes any dtype: object with mixed
+    str/int/float/None, ``str``/``string``, integers, floats with NaN,
+    ``category``.
+
+    Example::
+
+        >>> normalize_mobiles(pd.Series(["１３９ ７２５６ ５３９１", "0755-26012345"])).qxt_error.tolist()
+        [nan, 'landline']
+    """
+    series = values if isinstance(values, pd.Series) else pd.Series(values)
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        return _via_categories(series)
+    text, preset = _as_text(series)
+    mobile, codes = _normalize(text)
+    if preset is not None:
+        codes = np.where(preset != _VALID, preset, codes)
+        mobile = pc.if_else(pa.array(preset != _VALID), pa.scalar(None, pa.large_string()), mobile)
+    return _frame(mobile, codes, series.index)
+
+
+def _frame(mobile: pa.Array, codes: np.ndarray, index: pd.Index) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "qxt_mobile": pd.Series(pd.arrays.ArrowStringArray(mobile), index=index),
+            "qxt_error": pd.Series(pd.Categorical.from_codes(codes, categories=list(REASONS)), index=index),
+        },
+        index=index,
+    )
+
+
+def _via_categories(series: pd.Series) -> pd.DataFrame:
+    """A categorical column: normalize each category once, then spread by code."""
+    lookup = normalize_mobiles(pd.Series(series.cat.categories))
+    # One extra row at the end stands for a missing cell (code -1).
+    mobiles = pa.concat_arrays([pa.array(lookup["qxt_mobile"].array).cast(pa.large_string()), _nulls(1)])
+    reasons = np.append(lookup["qxt_error"].cat.codes.to_numpy(), _CODE["empty"]).astype(np.int8)
+    codes = series.cat.codes.to_numpy()
+    rows = np.where(codes < 0, len(lookup), codes)
+    return _frame(mobiles.take(pa.array(rows)), reasons[rows], series.index)
+
+
+def _nulls(n: int) -> pa.Array:
+    return pa.nulls(n, pa.large_string())
+
+
+# -- From any dtype to text ----------------------------------------------------
+
+
+def _as_text(series: pd.Series) -> tuple[pa.Array, np.ndarray | None]:
+    """The column as Arrow text, and codes for cells already judged by their type."""
+    dtype = series.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        return _nulls(len(series)), np.full(len(series), _CODE["not a number"], np.int8)
+    if pd.api.types.is_integer_dtype(dtype):
+        return _from_integers(pa.array(series.array, from_pandas=True))
+    if pd.api.types.is_float_dtype(dtype):
+        return _from_floats(series.to_numpy(dtype="float64", na_value=np.nan))
+    if pd.api.types.is_string_dtype(dtype) and not pd.api.types.is_object_dtype(dtype):
+        return _arrow_text(pa.array(series.array, from_pandas=True)), None
+    kind = pd.api.types.infer_dtype(series, skipna=True)
+    if kind in ("string", "empty"):
+        return _arrow_text(pa.array(series.to_numpy(dtype=object), type=pa.large_string(), from_pandas=True)), None
+    if kind == "integer":
+        return _from_integers(pa.array(series.to_numpy(dtype=object), from_pandas=True))
+    if kind in ("floating", "mixed-integer-float"):
+        return _from_floats(series.to_numpy(dtype="float64", na_value=np.nan))
+    # Mixed objects: each cell by its own type, so that a float reads the same here as
+    # in a float column. A Python-level pass, but only over columns of mixed types.
+    text = series.map(_cell_text, na_action="ignore").to_numpy(dtype=object)
+    return pa.array(text, type=pa.large_string(), from_pandas=True), None
+
+
+def _cell_text(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bool, np.bool_)):
+        return "not a number"
+    if isinstance(value, (int, np.integer)):
+        return str(value) if value >= 0 else "not a number"
+    if isinstance(value, (float, np.floating)):
+        if not (np.isfinite(value) and value >= 0 and value == np.floor(value)):
+            return "not a number"
+        return str(int(value))
+    return str(value)
+
+
+def _arrow_text(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    return arr.cast(pa.large_string())
+
+
+def _from_integers(arr: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    negative = pc.fill_null(pc.less(arr, 0), False).to_numpy(zero_copy_only=False)
+    preset = np.where(negative, _CODE["not a number"], _VALID).astype(np.int8)
+    return arr.cast(pa.large_string()), preset
+
+
+def _from_floats(values: np.ndarray) -> tuple[pa.Array, np.ndarray]:
+    """Floats as read_csv makes them: 13972565391.0 is the number; 1.5 or -3 is not."""
+    missing = np.isnan(values)
+    with np.errstate(invalid="ignore"):
+        whole = np.isfinite(values) & (np.floor(values) == values) & (values >= 0)
+        huge = whole & (values >= 1e18)
+    preset = np.full(len(values), _VALID, np.int8)
+    preset[~missing & ~whole] = _CODE["not a number"]
+    preset[huge] = _CODE["wrong length"]
+    ints = np.where(whole & ~huge, values, 0).astype(np.int64)
+    return pa.array(ints, mask=missing).cast(pa.large_string()), preset
+
+
+# -- Text to numbers -----------------------------------------------------------
+
+
+def _normalize(text: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """(11-digit numbers or null, reason codes) for an Arrow text column."""
+    fast = pc.fill_null(pc.match_substring_regex(text, _FAST), False).to_numpy(zero_copy_only=False)
+    codes = np.full(len(text), _VALID, np.int8)
+    digits = text
+    rest = np.flatnonzero(~fast)
+    if rest.size:
+        rest_digits, rest_codes = _clean(text.take(pa.array(rest)))
+        codes[rest] = rest_codes
+        digits = pc.replace_with_mask(text, pa.array(~fast), rest_digits)
+    codes = np.where(codes == _VALID, _classify(digits), codes).astype(np.int8)
+    mobile = pc.if_else(pa.array(codes == _VALID), digits, pa.scalar(None, pa.large_string()))
+    return mobile, codes
+
+
+def _clean(text: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """Strip decoration and country codes; codes for what cannot become digits."""
+
+    def flag(arr: pa.Array) -> np.ndarray:
+        return pc.fill_null(arr, False).to_numpy(zero_copy_only=False)
+
+    s = pc.utf8_trim_whitespace(pc.utf8_normalize(text, "NFKC"))  # full-width -> ASCII, odd spaces -> " "
+    s = pc.replace_substring_regex(s, _FLOAT_TEXT, r"\1")
+    empty = flag(pc.is_null(s)) | flag(pc.is_in(pc.utf8_lower(s), value_set=_PLACEHOLDERS))
+    fraction = flag(pc.match_substring_regex(s, _FRACTION))
+    scientific = flag(pc.match_substring_regex(s, _SCIENTIFIC))
+    lost = np.zeros(len(s), bool)
+    if scientific.any():
+        s, lost = _expand_scientific(s, scientific)
+    several = flag(pc.match_substring_regex(s, _SEVERAL))
+    d = pc.replace_substring_regex(s, _DECORATION, "")
+    plus = flag(pc.starts_with(d, "+"))
+    d = pc.replace_substring_regex(d, r"^\+", "")
+    masked = flag(pc.match_substring_regex(d, _MASKED))
+    junk = flag(pc.match_substring_regex(d, _NOT_DIGIT))
+    length = pc.fill_null(pc.utf8_length(d), 0).to_numpy(zero_copy_only=False)
+    starts86 = flag(pc.starts_with(d, "86"))
+    starts0086 = flag(pc.starts_with(d, "0086"))
+    foreign = (plus & ~starts86) | (~plus & flag(pc.starts_with(d, "00")) & ~starts0086)
+    drop2 = (plus & starts86) | (~plus & starts86 & (length == 13))
+    d = pc.if_else(pa.array(drop2), pc.utf8_slice_codeunits(d, 2), d)
+    d = pc.if_else(pa.array(~plus & starts0086), pc.utf8_slice_codeunits(d, 4), d)
+    codes = np.select(
+        [empty, several, lost, masked, junk | fraction, foreign, length == 0],
+        [_CODE[r] for r in ("empty", "several numbers", "digits lost in a spreadsheet", "masked", "not a number",
+                            "foreign number", "empty")],
+        _VALID,
+    ).astype(np.int8)  # fmt: skip
+    return d, codes
+
+
+def _expand_scientific(s: pa.Array, scientific: np.ndarray) -> tuple[pa.Array, np.ndarray]:
+    """Write out scientific notation when every integer digit is there; flag it when not."""
+    rows = np.flatnonzero(scientific)
+    lost = np.zeros(len(s), bool)
+    written = []
+    for i, cell in zip(rows, s.take(pa.array(rows)).to_pylist(), strict=True):
+        digits = _scientific_digits(cell)
+        lost[i] = digits is None
+        written.append(digits or "")
+    return pc.replace_with_mask(s, pa.array(scientific), pa.array(written, pa.large_string())), lost
+
+
+def _scientific_digits(cell: str) -> str | None:
+    """``'1.3972565391E+10'`` -> ``'13972565391'``; ``'1.39E+10'`` -> ``None`` (digits lost)."""
+    mantissa, exponent = cell.lstrip("+").lower().split("e")
+    lead, _, fraction = mantissa.partition(".")
+    places = int(exponent.lstrip("+"))
+    if len(fraction) < places:
+        return None  # fewer digits written than the number has: a spreadsheet rounded it
+    if fraction[places:].strip("0"):
+        return cell  # not a whole number: stays text, and fails as "not a number"
+    return lead + fraction[:places]
+
+
+def _classify(digits: pa.Array) -> np.ndarray:
+    """Reason codes for clean digit strings (``_VALID`` for a mobile number)."""
+    length = pc.fill_null(pc.utf8_length(digits), 0).to_numpy(zero_copy_only=False)
+    prefix = pc.utf8_slice_codeunits(digits, 0, 3)
+    first = pc.utf8_slice_codeunits(digits, 0, 1).to_numpy(zero_copy_only=False)
+    mobile = pc.fill_null(pc.is_in(prefix, value_set=_PREFIX_SET), False).to_numpy(zero_copy_only=False)
+    iot = pc.fill_null(pc.is_in(prefix, value_set=_IOT_SET), False).to_numpy(zero_copy_only=False)
+    toll_free = pc.fill_null(pc.is_in(prefix, value_set=_TOLL_FREE), False).to_numpy(zero_copy_only=False)
+    starts1 = first == "1"
+    return np.select(
+        [
+            (length == 11) & mobile,
+            ((length == 11) | (length == 13)) & iot,
+            first == "0",
+            ((length >= 3) & (length <= 6) & (starts1 | (first == "9"))) | ((length == 10) & toll_free),
+            (length == 7) | (length == 8),
+            (length == 11) & starts1,
+        ],
+        [_VALID, _CODE["IoT number"], _CODE["landline"], _CODE["service number"], _CODE["landline"],
+         _CODE["not a mobile prefix"]],
+        _CODE["wrong length"],
+    ).astype(np.int8)  # fmt: skip
+
+
+_PREFIX_SET = pa.array(sorted(MOBILE_PREFIXES), pa.large_string())
+_IOT_SET = pa.array(sorted(IOT_PREFIXES), pa.large_string())
+_TOLL_FREE = pa.array(["400", "800"], pa.large_string())
