@@ -7,10 +7,12 @@ Example::
         client.status("13972565391").status   # '正常'
 """
 
+from . import accessor as _accessor  # noqa: F401 (registers df.qxt and s.qxt)
 from . import errors as _errors
 from .client import AsyncClient, Client
 from .errors import *  # noqa: F403 (the exception tree; its names are errors.__all__)
 from .numbers import normalize_mobiles
+from .pipeline import CheckOptions, Plan
 from .protocol import Balance, PhoneStatus
 
 __version__ = "0.1.0"
@@ -21,6 +23,8 @@ __all__ = [
     "PhoneStatus",
     "Balance",
     "normalize_mobiles",
+    "CheckOptions",
+    "Plan",
     *_errors.__all__,
     "__version__",
 ]

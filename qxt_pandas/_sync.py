@@ -78,3 +78,12 @@ class LoopThread:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._loop.close()
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to completion on a fresh private loop thread (works inside Jupyter)."""
+    runner = LoopThread()
+    try:
+        return runner.run(coro)
+    finally:
+        runner.close()

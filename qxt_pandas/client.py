@@ -43,6 +43,11 @@ DEFAULT_BACKOFF = 0.5
 MAX_BACKOFF = 30.0
 
 
+def resolve_base_url(base_url: str | None = None) -> str:
+    """``base_url``, else ``$QXT_BASE_URL``, else the vendor's URL; without a trailing slash."""
+    return (base_url or os.environ.get("QXT_BASE_URL") or protocol.DEFAULT_BASE_URL).rstrip("/")
+
+
 def _masked(mobile: str) -> str:
     """A number as logs show it: ``139****5391`` (numbers are personal data)."""
     return mobile[:3] + "****" + mobile[-4:] if len(mobile) >= 8 else "****"
@@ -91,7 +96,7 @@ class AsyncClient:
         if retries < 0:
             raise ValueError("retries must be >= 0")
         self._apikey = Secret(key.strip())
-        self.base_url = (base_url or os.environ.get("QXT_BASE_URL") or protocol.DEFAULT_BASE_URL).rstrip("/")
+        self.base_url = resolve_base_url(base_url)
         self.method: Method = method
         self.timeout = timeout
         self.retries = retries

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 __all__ = [
     "VENDOR_CODES",
+    "CheckpointError",
+    "ColumnConflictError",
     "ConfigurationError",
     "ConnectionFailedError",
     "HttpStatusError",
@@ -101,6 +103,14 @@ class MissingApiKeyError(ConfigurationError):
     """No API key was given and ``QXT_APIKEY`` is not set."""
 
     default_hint = "Pass apikey=... or set the QXT_APIKEY environment variable; no request was sent."
+
+
+class CheckpointError(ConfigurationError):
+    """The checkpoint cannot be used (another service's answers, a file in the way, damage)."""
+
+
+class ColumnConflictError(ConfigurationError):
+    """The frame already has columns the check would add."""
 
 
 class TerminalError(QxtError):

@@ -1,0 +1,108 @@
+"""``df.qxt`` and ``s.qxt``: the pandas face of a check. Registered on ``import qxt_pandas``.
+
+Thin on purpose: options go to :class:`~qxt_pandas.pipeline.CheckOptions`,
+the work to :mod:`~qxt_pandas.pipeline`; nothing is kept between calls.
+
+Example::
+
+    checked = crm.qxt.check("mobile", checkpoint="runs/crm.qxt")   # QXT_APIKEY from env
+    checked[["mobile", "Status", "Area", "Is_MNP", "Init_isp", "Now_isp"]]
+    print(crm.qxt.plan("mobile", checkpoint="runs/crm.qxt"))       # what it would cost
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from . import pipeline
+from ._sync import run_sync
+from .errors import ColumnConflictError
+from .pipeline import Plan
+
+__all__ = ["DataFrameAccessor", "SeriesAccessor"]
+
+_OPTIONS_DOC = """
+    Options (keywords): ``apikey`` (default ``$QXT_APIKEY``), ``base_url``
+    (default ``$QXT_BASE_URL``, then the vendor), ``concurrency`` (64),
+    ``rate`` (requests/s, unlimited), ``timeout`` (10 s), ``retries`` (3),
+    ``checkpoint`` (a directory; resume and never pay twice), ``max_age``
+    (re-ask stored answers older than this: seconds, timedelta or '90d'),
+    ``budget`` (most paid queries this run), ``progress`` (True).
+"""
+
+
+@pd.api.extensions.register_series_accessor("qxt")
+class SeriesAccessor:
+    """``series.qxt``: check the numbers in a Series; results share its index."""
+
+    def __init__(self, series: pd.Series) -> None:
+        self._series = series
+
+    def check(self, **options: Any) -> pd.DataFrame:
+        """The result columns (``Status`` … ``qxt_checked_at``) for each value, same index.
+
+        Example::
+
+            res = df["mobile"].qxt.check(checkpoint="runs/crm.qxt")
+        """
+        return run_sync(self.acheck(**options))
+
+    async def acheck(self, **options: Any) -> pd.DataFrame:
+        """Async :meth:`check`."""
+        return await pipeline.acheck(self._series, pipeline.with_options(**options))
+
+    def plan(self, **options: Any) -> Plan:
+        """What :meth:`check` would do and cost (reads the balance, pays for nothing)."""
+        return run_sync(pipeline.aplan(self._series, pipeline.with_options(**options)))
+
+    check.__doc__ = (check.__doc__ or "") + _OPTIONS_DOC
+
+
+@pd.api.extensions.register_dataframe_accessor("qxt")
+class DataFrameAccessor:
+    """``df.qxt``: check one column; the result is a new frame with every input column untouched."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self._frame = frame
+
+    def check(self, column: Any, *, prefix: str = "", **options: Any) -> pd.DataFrame:
+        """A copy of the frame with the result columns added (same index, same order).
+
+        ``prefix`` is put before every added column's name; without one, a frame that
+        already has such columns (one checked before, say) is refused.
+
+        Example::
+
+            out = df.qxt.check("mobile", checkpoint="runs/crm.qxt")
+        """
+        return run_sync(self.acheck(column, prefix=prefix, **options))
+
+    async def acheck(self, column: Any, *, prefix: str = "", **options: Any) -> pd.DataFrame:
+        """Async :meth:`check`."""
+        names = self._added_names(column, prefix)
+        added = await pipeline.acheck(self._frame[column], pipeline.with_options(**options))
+        out = self._frame.copy()
+        for name, source in zip(names, added.columns, strict=True):
+            out[name] = added[source].array  # positional: duplicate index labels are fine
+        return out
+
+    def plan(self, column: Any, **options: Any) -> Plan:
+        """What :meth:`check` would do and cost (reads the balance, pays for nothing)."""
+        self._added_names(column, "")
+        return run_sync(pipeline.aplan(self._frame[column], pipeline.with_options(**options)))
+
+    def _added_names(self, column: Any, prefix: str) -> list[str]:
+        if column not in self._frame.columns:
+            raise KeyError(f"no column {column!r} in the frame; its columns are {list(self._frame.columns)}")
+        names = [prefix + name for name in pipeline.RESULT_COLUMNS]
+        clash = [name for name in names if name in self._frame.columns]
+        if clash:
+            raise ColumnConflictError(
+                f"The frame already has column(s) {', '.join(clash)} (was it checked before?). "
+                "Drop them, or pass prefix='new_' to add the results under other names."
+            )
+        return names
+
+    check.__doc__ = (check.__doc__ or "") + _OPTIONS_DOC
