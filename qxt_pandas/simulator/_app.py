@@ -144,6 +144,8 @@ class Simulator:
         client_ip = (scope.get("client") or ("", 0))[0]
         if pause:
             await asyncio.sleep(pause)
+        if ("balance" if path == "/balance" else "status") not in self.faults.endpoints:
+            fault = None
         if fault == "busy":
             await _send(send, 200, json.dumps(_body(A.SYSTEM_ERROR), ensure_ascii=False), self.content_type)
             return

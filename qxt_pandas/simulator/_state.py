@@ -43,6 +43,8 @@ class Faults:
     - ``truncated``: a JSON answer cut short (charged, lost in transit).
     - ``reset``: the connection dropped after the headers (charged, lost).
     - ``hang``: no answer until the client gives up (charged, lost).
+
+    ``endpoints`` limits them to ``"status"`` or ``"balance"`` requests.
     """
 
     busy: float = 0.0
@@ -50,12 +52,13 @@ class Faults:
     truncated: float = 0.0
     reset: float = 0.0
     hang: float = 0.0
+    endpoints: frozenset[str] = frozenset({"status", "balance"})
 
     @classmethod
-    def mixed(cls, total: float) -> Faults:
+    def mixed(cls, total: float, endpoints: frozenset[str] = frozenset({"status", "balance"})) -> Faults:
         """Every kind of fault, ``total`` of all requests between them."""
         each = total / 5
-        return cls(each, each, each, each, each)
+        return cls(each, each, each, each, each, endpoints)
 
     def pick(self, draw: float) -> str | None:
         """The fault for a uniform ``draw`` in [0, 1), or ``None``."""
