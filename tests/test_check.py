@@ -104,7 +104,7 @@ def test_parse_age(text, seconds):
 
 def test_a_checkpoint_from_another_service_is_refused(sim, opts, tmp_path):
     pd.DataFrame({"mobile": [M]}).qxt.check("mobile", **opts())
-    with pytest.raises(E.CheckpointError, match="other.example"):
+    with pytest.raises(E.CheckpointError, match=r"other\.example"):
         pd.DataFrame({"mobile": [M]}).qxt.check("mobile", **opts(base_url="http://other.example"))
 
 
