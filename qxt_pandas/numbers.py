@@ -304,3 +304,31 @@ def _classify(digits: pa.Array) -> np.ndarray:
 _PREFIX_SET = pa.array(sorted(MOBILE_PREFIXES), pa.large_string())
 _IOT_SET = pa.array(sorted(IOT_PREFIXES), pa.large_string())
 _TOLL_FREE = pa.array(["400", "800"], pa.large_string())
+
+
+def number_codes(values: pd.Series) -> tuple[np.ndarray, pa.Array, np.ndarray]:
+    """Each row's number as a code: ``(codes, numbers, reasons)``.
+
+    ``numbers`` are the distinct valid numbers in order of first appearance;
+    ``codes[i]`` is row i's position in them (-1 when invalid); ``reasons[i]`` is
+    the index of row i's reason in :data:`REASONS` (-1 when valid). Text columns
+    are deduplicated before normalizing, since an export repeats its values.
+    """
+    series = values if isinstance(values, pd.Series) else pd.Series(values)
+    text = not isinstance(series.dtype, pd.CategoricalDtype) and pd.api.types.is_string_dtype(series)
+    if text:
+        rows, distinct = pd.factorize(series, use_na_sentinel=True)
+        norm = normalize_mobiles(pd.Series(distinct, dtype=series.dtype))
+    else:
+        rows, norm = np.arange(len(series)), normalize_mobiles(series)
+    per_value, numbers = pd.factorize(norm["qxt_mobile"], use_na_sentinel=True)
+    per_value_reason = norm["qxt_error"].cat.codes.to_numpy()
+    present = rows >= 0
+    codes = np.full(len(series), -1, np.int64)
+    reasons = np.full(len(series), _CODE["empty"], np.int8)
+    codes[present] = per_value[rows[present]]
+    reasons[present] = per_value_reason[rows[present]]
+    arrow_numbers = pa.array(numbers, from_pandas=True)
+    if isinstance(arrow_numbers, pa.ChunkedArray):
+        arrow_numbers = arrow_numbers.combine_chunks()
+    return codes, arrow_numbers.cast(pa.string()), reasons

@@ -26,7 +26,7 @@ from .checkpoint import STORED_CODES, Answer, Checkpoint, answers_table
 from .client import DEFAULT_BACKOFF, DEFAULT_RETRIES, DEFAULT_TIMEOUT, AsyncClient, resolve_base_url
 from .engine import EngineResult, Progress, query_numbers
 from .errors import InsufficientBalanceError, TerminalError
-from .numbers import normalize_mobiles
+from .numbers import number_codes
 from .protocol import Balance
 from .results import RESULT_COLUMNS, build_columns
 
@@ -113,10 +113,11 @@ class Plan:
 
 @dataclass
 class _Prepared:
-    norm: pd.DataFrame
-    codes: np.ndarray
-    uniques: pa.Array
-    known: pa.Table  # stored answers for this column's numbers
+    index: pd.Index
+    codes: np.ndarray  # row -> position in numbers (-1: invalid)
+    numbers: pa.Array  # distinct valid numbers
+    reasons: np.ndarray  # row -> reason code (-1: valid)
+    known: pa.Table  # stored answers for these numbers
     to_query: list[str]
     store: Checkpoint | None
 
@@ -125,8 +126,8 @@ class _Prepared:
         return Plan(
             rows=len(self.codes),
             invalid=invalid,
-            duplicates=len(self.codes) - invalid - len(self.uniques),
-            unique=len(self.uniques),
+            duplicates=len(self.codes) - invalid - len(self.numbers),
+            unique=len(self.numbers),
             in_checkpoint=self.known.num_rows,
             to_query=len(self.to_query),
             budget=budget,
@@ -136,19 +137,15 @@ class _Prepared:
 
 
 def _prepare(values: pd.Series, options: CheckOptions) -> _Prepared:
-    norm = normalize_mobiles(values)
-    codes, uniques = pd.factorize(norm["qxt_mobile"], use_na_sentinel=True)
-    unique_numbers = pa.array(np.asarray(uniques, dtype=object), pa.string())
-    store = None
+    codes, numbers, reasons = number_codes(values)
+    store, known, to_query = None, answers_table([]), numbers
     if options.checkpoint is not None:
         store = Checkpoint(options.checkpoint, service=service_of(options.base_url))
         stored = store.answers(max_age=parse_age(options.max_age))
-        known = stored.filter(pc.is_in(stored["mobile"], value_set=unique_numbers))
-    else:
-        known = answers_table([])
-    answered = pc.is_in(unique_numbers, value_set=known["mobile"].combine_chunks())
-    to_query = unique_numbers.filter(pc.invert(answered)).to_pylist()
-    return _Prepared(norm, np.asarray(codes), unique_numbers, known, to_query, store)
+        found = pc.index_in(numbers, value_set=stored["mobile"].combine_chunks())
+        known = stored.take(found.drop_null())
+        to_query = numbers.filter(pc.is_null(found))
+    return _Prepared(values.index, codes, numbers, reasons, known, to_query.to_pylist(), store)
 
 
 def service_of(base_url: str | None) -> str:
@@ -187,7 +184,9 @@ async def acheck(values: pd.Series, options: CheckOptions) -> pd.DataFrame:
     not_asked = "budget reached" if run.budget_reached else None
     if run.stopped is not None:
         not_asked = f"the run stopped ({type(run.stopped).__name__})"
-    columns = build_columns(prepared.norm, prepared.codes, prepared.uniques, answers, run.failures, not_asked)
+    columns = build_columns(
+        prepared.index, prepared.codes, prepared.numbers, prepared.reasons, answers, run.failures, not_asked
+    )
     if run.stopped is not None:
         raise _stopped(run, prepared, columns)
     return columns

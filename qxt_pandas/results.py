@@ -29,51 +29,63 @@ LOCAL_INVALID = -100
 
 
 def build_columns(
-    norm: pd.DataFrame,
+    index: pd.Index,
     codes: np.ndarray,
-    uniques: pa.Array,
+    numbers: pa.Array,
+    reasons: np.ndarray,
     answers: pa.Table,
     failures: dict[str, QxtError],
     not_asked: str | None,
 ) -> pd.DataFrame:
     """The result columns for every row.
 
-    ``norm`` is ``normalize_mobiles``'s output; ``codes`` maps each row to its
-    number in ``uniques`` (-1: invalid). ``answers`` holds answers (checkpoint's and
-    this run's, one per number, in ``ANSWER_SCHEMA``); ``failures`` numbers that
-    failed this run; every other unique number was not asked, for the reason
-    ``not_asked``.
+    ``codes``, ``numbers`` and ``reasons`` are :func:`~qxt_pandas.numbers.number_codes`'s
+    output. ``answers`` holds answers (the checkpoint's and this run's, one per number, in
+    ``ANSWER_SCHEMA``); ``failures`` the numbers that failed this run; every other number was
+    not asked, for the reason ``not_asked``. Work is per distinct number; rows only take codes.
     """
-    per_number = _per_number(uniques, answers, failures, not_asked)
-    rows = pa.array(codes, type=pa.int64(), mask=codes < 0)
-    invalid = codes < 0
+    per_number = _per_number(numbers, answers, failures, not_asked)
+    valid = codes >= 0
+    at = codes[valid]
 
-    def spread(name: str) -> pa.Array:
-        return per_number[name].take(rows)
+    def spread(values: np.ndarray, fill: object, dtype: object = None) -> np.ndarray:
+        out = np.full(len(codes), fill, dtype=dtype or values.dtype)
+        out[valid] = values[at]
+        return out
 
-    reason_codes = norm["qxt_error"].cat.codes.to_numpy()
-    local_reason = pa.array(REASONS, pa.string()).take(pa.array(reason_codes, mask=reason_codes < 0))
-    error = pc.if_else(pa.array(invalid), local_reason, spread("error"))
-    code = spread("code")
-    code_values = np.where(invalid, LOCAL_INVALID, pc.fill_null(code, 0).to_numpy(zero_copy_only=False))
-    code_missing = pc.is_null(code).to_numpy(zero_copy_only=False) & ~invalid
-    mnp = spread("Is_MNP")
+    def categorical(name: str, local: tuple[str, ...] = ()) -> pd.Categorical:
+        encoded = pc.dictionary_encode(per_number[name].cast(pa.string()))
+        categories = encoded.dictionary.to_pylist()
+        row_codes = spread(pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int32), -1)
+        if local:  # invalid rows: the local reason, appended to the categories
+            extra = [r for r in local if r not in categories]
+            lookup = np.array([categories.index(r) if r in categories else len(categories) + extra.index(r)
+                               for r in local], np.int32)  # fmt: skip
+            row_codes[~valid] = lookup[reasons[~valid]]
+            categories += extra
+        return pd.Categorical.from_codes(row_codes, categories=categories)
+
+    def masked(name: str) -> tuple[np.ndarray, np.ndarray]:
+        column = per_number[name]
+        values = pc.fill_null(column, False if pa.types.is_boolean(column.type) else 0)
+        return values.to_numpy(zero_copy_only=False), pc.is_null(column).to_numpy(zero_copy_only=False)
+
+    mnp, mnp_missing = masked("Is_MNP")
+    code, code_missing = masked("code")
+    checked_at = pc.fill_null(per_number["checked_at"], np.nan).to_numpy(zero_copy_only=False)
     columns = {
-        "Status": _categorical(spread("Status")),
-        "Area": _categorical(spread("Area")),
-        "Is_MNP": pd.arrays.BooleanArray(
-            pc.fill_null(mnp, False).to_numpy(zero_copy_only=False), pc.is_null(mnp).to_numpy(zero_copy_only=False)
-        ),
-        "Init_isp": _categorical(spread("Init_isp")),
-        "Now_isp": _categorical(spread("Now_isp")),
-        "qxt_mobile": norm["qxt_mobile"].array,
-        "qxt_code": pd.arrays.IntegerArray(code_values.astype(np.int16), code_missing),
-        "qxt_error": _categorical(error),
-        "qxt_checked_at": pd.to_datetime(  # whole milliseconds: float seconds carry noise below that
-            np.round(spread("checked_at").to_numpy(zero_copy_only=False) * 1000), unit="ms", utc=True
-        ),
+        "Status": categorical("Status"),
+        "Area": categorical("Area"),
+        "Is_MNP": pd.arrays.BooleanArray(spread(mnp, False), spread(mnp_missing, True)),
+        "Init_isp": categorical("Init_isp"),
+        "Now_isp": categorical("Now_isp"),
+        "qxt_mobile": pd.arrays.ArrowStringArray(numbers.take(pa.array(codes, mask=~valid))),
+        "qxt_code": pd.arrays.IntegerArray(spread(code.astype(np.int16), LOCAL_INVALID), spread(code_missing, False)),
+        "qxt_error": categorical("error", REASONS),
+        # whole milliseconds: float seconds carry noise below that
+        "qxt_checked_at": pd.to_datetime(np.round(spread(checked_at, np.nan) * 1000), unit="ms", utc=True),
     }
-    return pd.DataFrame({name: pd.Series(values, index=norm.index) for name, values in columns.items()})
+    return pd.DataFrame({name: pd.Series(values, index=index) for name, values in columns.items()})
 
 
 def _per_number(
@@ -108,10 +120,3 @@ def _per_number(
     aligned["error"] = error
     aligned["code"] = code
     return aligned
-
-
-def _categorical(values: pa.Array) -> pd.Categorical:
-    """Arrow strings as a pandas Categorical; categories are the distinct values, as they come."""
-    encoded = pc.dictionary_encode(values.cast(pa.string()))
-    indices = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
-    return pd.Categorical.from_codes(indices, categories=pd.Index(encoded.dictionary.to_pylist()))
