@@ -42,8 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.unicode.east_asian_width", True):
         print(out[shown].to_string(index=False))
     same = again.drop(columns="qxt_checked_at").equals(out.drop(columns="qxt_checked_at"))
-    print(f"\n{len(df)} rows, {paid} paid queries. The same check again, from the checkpoint: "
-          f"{len(sim.ledger) - paid} paid queries, same answers: {same}.")
+    print(
+        f"\n{len(df)} rows, {paid} paid queries. The same check again, from the checkpoint: "
+        f"{len(sim.ledger) - paid} paid queries, same answers: {same}."
+    )
     return 0
 
 
