@@ -76,14 +76,16 @@ def library(url: str, concurrency: int, n: int, start: int) -> tuple[float, floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency", type=float, default=0.1)
+    parser.add_argument("--jitter", type=float, default=0.0, help="+/- seconds, uniform; the mean stays --latency")
     parser.add_argument("--levels", default="64,256")
     parser.add_argument("--rounds", type=int, default=60, help="numbers per worker for df.qxt.check")
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
-    print(f"latency {args.latency * 1000:.0f} ms; simulator in its own process; rates in numbers/s")
+    print(f"latency {args.latency * 1000:.0f} ms ± {args.jitter * 1000:.0f} ms; simulator in its own process; "
+          "rates in numbers/s")  # fmt: skip
     header = ("concurrency", "what", "numbers", "rate", "ideal", "of ideal", "CPU ms/num")
     print(" ".join(f"{h:>{w}}" for h, w in zip(header, (11, 34, 8, 8, 7, 9, 11), strict=True)))
-    with spawn("--latency", str(args.latency)) as url:
+    with spawn("--latency", str(args.latency), "--jitter", str(args.jitter)) as url:
         n_seq = 20
         rate = sequential(url, n_seq)
         ideal1 = 1 / args.latency
