@@ -14,12 +14,12 @@ from __future__ import annotations
 import argparse
 import random
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from _timing import best
 from rowwise_reference import normalize_one
 
 from qxt_pandas import normalize_mobiles
@@ -63,15 +63,6 @@ def loop(values: pd.Series) -> pd.DataFrame:
     return pd.DataFrame(pairs, columns=["qxt_mobile", "qxt_error"], index=values.index)
 
 
-def best(fn, values, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn(values)
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -89,9 +80,9 @@ def main() -> None:
     ).all()
     valid = vec.qxt_mobile.notna().mean()
 
-    t_vec = best(normalize_mobiles, as_str, args.repeat)
-    t_obj = best(normalize_mobiles, as_object, args.repeat)
-    t_loop = best(loop, as_str, args.repeat)
+    t_vec = best(lambda: normalize_mobiles(as_str), args.repeat)
+    t_obj = best(lambda: normalize_mobiles(as_object), args.repeat)
+    t_loop = best(lambda: loop(as_str), args.repeat)
     print(f"{args.rows:,} rows, {valid:.1%} valid, results identical to the loop: {same}; pandas {pd.__version__}")
     print(f"{'per-row Python loop':>36}: {t_loop:6.3f} s")
     print(f"{'normalize_mobiles (str dtype)':>36}: {t_vec:6.3f} s   ratio to loop {t_vec / t_loop:.2f}")

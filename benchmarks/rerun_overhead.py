@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _timing import best
 
 import qxt_pandas
 from qxt_pandas.checkpoint import Answer, Checkpoint
@@ -53,15 +54,6 @@ def fill_checkpoint(path: Path, numbers: list[str]) -> None:
                 journal.append(Answer(m, 0, result["Status"], result["Area"], result["Is_MNP"] == "1",
                                       result["Init_isp"], result["Now_isp"], None, now))  # fmt: skip
     store.compact()
-
-
-def best(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:
