@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 from .checkpoint import STORED_CODES, Answer, Checkpoint, answers_table
 from .client import DEFAULT_BACKOFF, DEFAULT_RETRIES, DEFAULT_TIMEOUT, AsyncClient, resolve_base_url
 from .engine import EngineResult, Progress, query_numbers
-from .errors import InsufficientBalanceError, TerminalError
+from .errors import InsufficientBalanceError, InvalidApiKeyError, InvalidRequestError, TerminalError
 from .numbers import number_codes
 from .protocol import Balance
 from .results import RESULT_COLUMNS, build_columns
@@ -170,8 +170,22 @@ async def aplan(values: pd.Series, options: CheckOptions) -> Plan:
     """What :func:`acheck` would do: counts, the checkpoint's share, the balance. Free of charge."""
     prepared = _prepare(values, options)
     async with options.client() as client:
-        balance = await client.balance()
+        balance = await _balance(client)
     return prepared.plan(options.budget, balance)
+
+
+async def _balance(client: AsyncClient) -> Balance:
+    """The balance; code 1 here can only mean a malformed key, so it is told as one."""
+    try:
+        return await client.balance()
+    except InvalidRequestError as exc:
+        raise InvalidApiKeyError(
+            f"QXT rejected the request itself (code 1: {exc.reason}). The API key is probably malformed: "
+            "it must be the 32-character key from your QXT account.",
+            code=exc.code,
+            reason=exc.reason,
+            hint="",
+        ) from None
 
 
 async def acheck(values: pd.Series, options: CheckOptions) -> pd.DataFrame:
@@ -194,7 +208,7 @@ async def acheck(values: pd.Series, options: CheckOptions) -> pd.DataFrame:
 
 async def _query(prepared: _Prepared, options: CheckOptions) -> EngineResult:
     async with options.client() as client:
-        balance = await client.balance()  # bad key, IP not allowed: raised here, before any paid query
+        balance = await _balance(client)  # bad key, IP not allowed: raised here, before any paid query
         _refuse_if_uncovered(prepared.plan(options.budget, balance))
         progress = Progress(len(prepared.to_query), from_checkpoint=prepared.known.num_rows, enabled=options.progress)
         writer = prepared.store.writer() if prepared.store is not None else None

@@ -162,13 +162,18 @@ def test_balance_exhausted_mid_run_stops_cleanly_and_a_top_up_finishes(sim, opts
     assert out["qxt_code"].notna().all() and sim.ledger.paid_twice() == {}
 
 
-@pytest.mark.parametrize(("key", "cls"), [("x" * 32, E.InvalidApiKeyError), (FENCED_KEY, E.IpNotAllowedError),
-                                          (EMPTY_KEY, E.InsufficientBalanceError)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("key", "cls"),
+    [("x" * 32, E.InvalidApiKeyError), (FENCED_KEY, E.IpNotAllowedError), (EMPTY_KEY, E.InsufficientBalanceError),
+     ("short", E.InvalidApiKeyError)],
+)  # fmt: skip
 def test_bad_key_ip_and_empty_account_fail_before_any_paid_query(sim, opts, key, cls):
     with pytest.raises(cls) as caught:
         crm().qxt.check("mobile", **opts(apikey=key))
     assert sim.requests == 1 and len(sim.ledger) == 0
-    assert key not in str(caught.value)
+    assert key not in str(caught.value) and caught.value.terminal
+    if key == "short":
+        assert "32-character" in str(caught.value)
 
 
 def test_a_terminal_stop_without_checkpoint_keeps_answers_in_partial(sim, opts):
