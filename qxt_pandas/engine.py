@@ -19,6 +19,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -45,12 +46,20 @@ class EngineResult:
 
 
 class Progress:
-    """A tqdm bar (a widget in Jupyter, text on a terminal) with live counts; inert when disabled."""
+    """Live counts: a tqdm bar (a widget in Jupyter, text on a terminal), plain log lines, or nothing.
 
-    def __init__(self, total: int, *, from_checkpoint: int = 0, enabled: bool = True, desc: str = "QXT") -> None:
+    ``style`` is ``"bar"``, ``"log"`` (a line to stderr every ``interval`` seconds, for ETL
+    logs that are not terminals), or ``"off"``.
+    """
+
+    def __init__(
+        self, total: int, *, from_checkpoint: int = 0, style: str = "bar", desc: str = "QXT", interval: float = 10.0
+    ) -> None:
         self.counts: Counter[str] = Counter()
         self.from_checkpoint = from_checkpoint
-        self._bar = tqdm(total=total, desc=desc, unit="num", disable=not enabled, dynamic_ncols=True, smoothing=0.1)
+        self.total, self.done, self.style, self.interval = total, 0, style, interval
+        self._started = self._logged = time.monotonic()
+        self._bar = tqdm(total=total, desc=desc, unit="num", disable=style != "bar", dynamic_ncols=True, smoothing=0.1)
         self._shown = 0.0
 
     def record(self, answer: Answer | None) -> None:
@@ -64,10 +73,21 @@ class Progress:
         else:
             self.counts["errors"] += 1
         self._bar.update(1)
+        self.done += 1
         now = time.monotonic()
         if now - self._shown > 0.25:  # building the postfix per number would cost more than the bar
             self._shown = now
             self._bar.set_postfix_str(self.summary(), refresh=False)
+            if self.style == "log" and now - self._logged >= self.interval:
+                self._logged = now
+                self._log(now)
+
+    def _log(self, now: float) -> None:
+        elapsed = now - self._started
+        rate = self.done / elapsed if elapsed else 0.0
+        eta = f", ETA {(self.total - self.done) / rate:.0f} s" if rate and self.done < self.total else ""
+        print(f"QXT {self.done:,}/{self.total:,} numbers ({rate:.0f}/s{eta}): {self.summary()}",
+              file=sys.stderr, flush=True)  # fmt: skip
 
     def summary(self) -> str:
         c = self.counts
@@ -79,6 +99,8 @@ class Progress:
     def close(self) -> None:
         self._bar.set_postfix_str(self.summary(), refresh=False)
         self._bar.close()
+        if self.style == "log":
+            self._log(time.monotonic())
 
 
 class _Pacer:

@@ -49,7 +49,7 @@ class CheckOptions:
     checkpoint: str | os.PathLike[str] | None = None
     max_age: timedelta | float | str | None = None
     budget: int | None = None
-    progress: bool = True
+    progress: bool | str = True  # True/"bar", "log" (plain lines, for ETL logs), False/"off"
     transport: httpx.AsyncBaseTransport | None = None  # e.g. SimulatorTransport, for tests
 
     def __repr__(self) -> str:  # apikey hidden
@@ -113,20 +113,18 @@ class Plan:
 
 @dataclass
 class _Prepared:
-    index: pd.Index
-    codes: np.ndarray  # row -> position in numbers (-1: invalid)
+    rows: int
+    invalid: int
     numbers: pa.Array  # distinct valid numbers
-    reasons: np.ndarray  # row -> reason code (-1: valid)
     known: pa.Table  # stored answers for these numbers
     to_query: list[str]
     store: Checkpoint | None
 
     def plan(self, budget: int | None, balance: Balance | None = None) -> Plan:
-        invalid = int((self.codes < 0).sum())
         return Plan(
-            rows=len(self.codes),
-            invalid=invalid,
-            duplicates=len(self.codes) - invalid - len(self.numbers),
+            rows=self.rows,
+            invalid=self.invalid,
+            duplicates=self.rows - self.invalid - len(self.numbers),
             unique=len(self.numbers),
             in_checkpoint=self.known.num_rows,
             to_query=len(self.to_query),
@@ -136,8 +134,8 @@ class _Prepared:
         )
 
 
-def _prepare(values: pd.Series, options: CheckOptions) -> _Prepared:
-    codes, numbers, reasons = number_codes(values)
+def _prepare(numbers: pa.Array, rows: int, invalid: int, options: CheckOptions) -> _Prepared:
+    """What the checkpoint already answers for ``numbers``, and what is left to ask."""
     store, known, to_query = None, answers_table([]), numbers
     if options.checkpoint is not None:
         store = Checkpoint(options.checkpoint, service=service_of(options.base_url))
@@ -145,7 +143,7 @@ def _prepare(values: pd.Series, options: CheckOptions) -> _Prepared:
         found = pc.index_in(numbers, value_set=stored["mobile"].combine_chunks())
         known = stored.take(found.drop_null())
         to_query = numbers.filter(pc.is_null(found))
-    return _Prepared(values.index, codes, numbers, reasons, known, to_query.to_pylist(), store)
+    return _Prepared(rows, invalid, numbers, known, to_query.to_pylist(), store)
 
 
 def service_of(base_url: str | None) -> str:
@@ -166,9 +164,14 @@ def parse_age(age: timedelta | float | str | None) -> float | None:
     return float(match.group(1)) * unit
 
 
+def _prepare_series(values: pd.Series, options: CheckOptions) -> tuple[_Prepared, np.ndarray, np.ndarray]:
+    codes, numbers, reasons = number_codes(values)
+    return _prepare(numbers, len(codes), int((codes < 0).sum()), options), codes, reasons
+
+
 async def aplan(values: pd.Series, options: CheckOptions) -> Plan:
     """What :func:`acheck` would do: counts, the checkpoint's share, the balance. Free of charge."""
-    prepared = _prepare(values, options)
+    prepared, _, _ = _prepare_series(values, options)
     async with options.client() as client:
         balance = await _balance(client)
     return prepared.plan(options.budget, balance)
@@ -190,27 +193,31 @@ async def _balance(client: AsyncClient) -> Balance:
 
 async def acheck(values: pd.Series, options: CheckOptions) -> pd.DataFrame:
     """The result columns for ``values`` (same index); raises a TerminalError if the run had to stop."""
-    prepared = _prepare(values, options)
-    run = EngineResult()
-    if prepared.to_query:
-        run = await _query(prepared, options)
-    answers = pa.concat_tables([prepared.known, answers_table(run.answers)])
-    not_asked = "budget reached" if run.budget_reached else None
-    if run.stopped is not None:
-        not_asked = f"the run stopped ({type(run.stopped).__name__})"
-    columns = build_columns(
-        prepared.index, prepared.codes, prepared.numbers, prepared.reasons, answers, run.failures, not_asked
-    )
+    prepared, codes, reasons = _prepare_series(values, options)
+    run = await _query(prepared, options)
+    columns = build_columns(values.index, codes, prepared.numbers, reasons, *_outcome(prepared, run))
     if run.stopped is not None:
         raise _stopped(run, prepared, columns)
     return columns
 
 
+def _outcome(prepared: _Prepared, run: EngineResult) -> tuple[pa.Table, dict, str | None]:
+    """``build_columns``'s last three arguments: all answers, failures, why the rest was not asked."""
+    answers = pa.concat_tables([prepared.known, answers_table(run.answers)])
+    not_asked = "budget reached" if run.budget_reached else None
+    if run.stopped is not None:
+        not_asked = f"the run stopped ({type(run.stopped).__name__})"
+    return answers, run.failures, not_asked
+
+
 async def _query(prepared: _Prepared, options: CheckOptions) -> EngineResult:
+    if not prepared.to_query:
+        return EngineResult()  # everything is answered: no request at all, no key needed
     async with options.client() as client:
         balance = await _balance(client)  # bad key, IP not allowed: raised here, before any paid query
         _refuse_if_uncovered(prepared.plan(options.budget, balance))
-        progress = Progress(len(prepared.to_query), from_checkpoint=prepared.known.num_rows, enabled=options.progress)
+        style = {True: "bar", False: "off"}.get(options.progress, options.progress)  # type: ignore[call-overload]
+        progress = Progress(len(prepared.to_query), from_checkpoint=prepared.known.num_rows, style=style)
         writer = prepared.store.writer() if prepared.store is not None else None
 
         def keep(answer: Answer) -> None:
@@ -245,7 +252,7 @@ def _refuse_if_uncovered(plan: Plan) -> None:
         )
 
 
-def _stopped(run: EngineResult, prepared: _Prepared, columns: pd.DataFrame) -> TerminalError:
+def _stopped(run: EngineResult, prepared: _Prepared, columns: pd.DataFrame | None) -> TerminalError:
     """The terminal error, retold with what was saved and what remains; ``.partial`` holds the results."""
     exc = run.stopped
     assert exc is not None
@@ -255,6 +262,8 @@ def _stopped(run: EngineResult, prepared: _Prepared, columns: pd.DataFrame) -> T
         "Run the same check again to continue; answered numbers are not paid for again."
         if prepared.store is not None
         else "Without a checkpoint, the answers so far are only in this exception's .partial."
+        if columns is not None
+        else "Without a checkpoint, the answers so far are lost; use --checkpoint."
     )
     retold = type(exc)(
         f"{exc.message} The run stopped: {len(run.answers):,} numbers were answered{where}; "
