@@ -10,7 +10,7 @@ leaves a file that looks finished.
 Example::
 
     source = open_source("crm.csv")
-    for batch in source.batches(["mobile"]):
+    for table in source.tables(["mobile"]):
         ...
     with AtomicWriter("checked.parquet") as out:
         out.write(table)
@@ -34,7 +34,11 @@ from .errors import ConfigurationError
 
 __all__ = ["AtomicWriter", "InputError", "Source", "detect_encoding", "open_source"]
 
-BATCH_BYTES = 8 << 20  # CSV block size: ~100k rows of a typical export
+# The CSV reader reads ahead several blocks at once, so its block size sets the memory
+# a pass needs (measured on 5M rows: 8 MiB blocks 298 MiB RSS, 1 MiB blocks 204 MiB).
+# Small blocks are then grouped into tables of GROUP_ROWS for the per-batch work.
+BLOCK_BYTES = 1 << 20
+GROUP_ROWS = 200_000
 
 
 class InputError(ConfigurationError):
@@ -70,12 +74,24 @@ class Source:
     encoding: str | None = None
     delimiter: str = ","
 
-    def batches(self, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
-        """Record batches of ``columns`` (default all), in file order."""
+    def tables(self, columns: list[str] | None = None) -> Iterator[pa.Table]:
+        """Tables of about ``GROUP_ROWS`` rows of ``columns`` (default all), in file order."""
+        group: list[pa.RecordBatch] = []
+        rows = 0
+        for batch in self._batches(columns):
+            group.append(batch)
+            rows += batch.num_rows
+            if rows >= GROUP_ROWS:
+                yield pa.Table.from_batches(group)
+                group, rows = [], 0
+        if group:
+            yield pa.Table.from_batches(group)
+
+    def _batches(self, columns: list[str] | None) -> Iterator[pa.RecordBatch]:
         if self.kind == "parquet":
-            yield from pq.ParquetFile(self.path).iter_batches(batch_size=131072, columns=columns)
+            yield from pq.ParquetFile(self.path).iter_batches(batch_size=GROUP_ROWS, columns=columns)
         elif self.kind == "excel":
-            yield from _excel_table(self.path, self.columns).select(columns or self.columns).to_batches(131072)
+            yield from _excel_table(self.path, self.columns).select(columns or self.columns).to_batches(GROUP_ROWS)
         else:
             yield from self._csv(columns)
 
@@ -83,7 +99,7 @@ class Source:
         encoding = "utf8" if self.encoding in ("utf-8", "utf-8-sig") else self.encoding
         reader = pa_csv.open_csv(
             self.path,
-            read_options=pa_csv.ReadOptions(encoding=encoding, block_size=BATCH_BYTES),
+            read_options=pa_csv.ReadOptions(encoding=encoding, block_size=BLOCK_BYTES),
             parse_options=pa_csv.ParseOptions(delimiter=self.delimiter, newlines_in_values=True),
             convert_options=pa_csv.ConvertOptions(
                 column_types={c: pa.string() for c in self.columns},
@@ -141,6 +157,16 @@ def _excel_frame(path: Path, nrows: int | None = None):
         raise InputError("Reading .xlsx needs the excel extra: pip install 'qxt-pandas[excel]'.") from None
 
 
+def _naive_utc(table: pa.Table) -> pa.Table:
+    """Time-zone-aware timestamps as naive UTC: pyarrow writes those to CSV 24x faster
+    (measured: 0.87 s against 0.036 s per million). The values are the same instants."""
+    for i, field in enumerate(table.schema):
+        if pa.types.is_timestamp(field.type) and field.type.tz is not None:
+            naive = pa.timestamp(field.type.unit)
+            table = table.set_column(i, field.name, table.column(i).cast(naive))
+    return table
+
+
 class AtomicWriter:
     """Writes batches to a temporary file; ``commit()`` renames it into place, anything else deletes it.
 
@@ -162,6 +188,8 @@ class AtomicWriter:
         self.rows = 0
 
     def write(self, table: pa.Table) -> None:
+        if self.kind == "csv":
+            table = _naive_utc(table)
         if self._writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if self.kind == "parquet":

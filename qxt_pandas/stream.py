@@ -94,8 +94,8 @@ def _scan(source: Source, column: str, options: CheckOptions):
         raise InputError(f"{source.path} already has column(s) {', '.join(clash)}; rename them first.")
     rows = invalid = 0
     pending: list[pa.Array] = []
-    for batch in source.batches([column]):
-        codes, numbers, _ = number_codes(_series(batch.column(0)))
+    for table in source.tables([column]):
+        codes, numbers, _ = number_codes(_series(table.column(0)))
         rows += len(codes)
         invalid += int((codes < 0).sum())
         pending.append(numbers)
@@ -126,11 +126,10 @@ async def acheck_file(source: Source, column: str, output: AtomicWriter, options
     answers, failures, not_asked = _outcome(prepared, run)
     summary.paid, summary.failed = run.paid, len(run.failures)
     try:
-        for batch in source.batches():
-            codes, numbers, reasons = number_codes(_series(batch.column(column)))
+        for table in source.tables():
+            codes, numbers, reasons = number_codes(_series(table.column(column)))
             columns = build_columns(pd.RangeIndex(len(codes)), codes, numbers, reasons, answers, failures, not_asked)
             _tally(summary, columns)
-            table = pa.Table.from_batches([batch])
             for name, kind in OUTPUT_TYPES.items():
                 table = table.append_column(name, pa.array(columns[name].array).cast(kind))
             output.write(table)
