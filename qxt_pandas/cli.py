@@ -21,7 +21,7 @@ from .errors import (
     QxtError,
 )
 from .files import AtomicWriter, open_source
-from .pipeline import CheckOptions, _balance, parse_age
+from .pipeline import CheckOptions, parse_age, read_balance
 from .stream import acheck_file, aplan_file
 
 __all__ = ["EXIT_CODES", "main"]
@@ -179,7 +179,7 @@ def _print_balance(service: dict) -> int:
 
     async def read():
         async with options.client() as client:
-            return await _balance(client)
+            return await read_balance(client)
 
     balance = run_sync(read())
     print(f"{balance.fee_type} {balance.balance}")

@@ -134,7 +134,7 @@ class _Prepared:
         )
 
 
-def _prepare(numbers: pa.Array, rows: int, invalid: int, options: CheckOptions) -> _Prepared:
+def prepare(numbers: pa.Array, rows: int, invalid: int, options: CheckOptions) -> _Prepared:
     """What the checkpoint already answers for ``numbers``, and what is left to ask."""
     store, known, to_query = None, answers_table([]), numbers
     if options.checkpoint is not None:
@@ -166,18 +166,18 @@ def parse_age(age: timedelta | float | str | None) -> float | None:
 
 def _prepare_series(values: pd.Series, options: CheckOptions) -> tuple[_Prepared, np.ndarray, np.ndarray]:
     codes, numbers, reasons = number_codes(values)
-    return _prepare(numbers, len(codes), int((codes < 0).sum()), options), codes, reasons
+    return prepare(numbers, len(codes), int((codes < 0).sum()), options), codes, reasons
 
 
 async def aplan(values: pd.Series, options: CheckOptions) -> Plan:
     """What :func:`acheck` would do: counts, the checkpoint's share, the balance. Free of charge."""
     prepared, _, _ = _prepare_series(values, options)
     async with options.client() as client:
-        balance = await _balance(client)
+        balance = await read_balance(client)
     return prepared.plan(options.budget, balance)
 
 
-async def _balance(client: AsyncClient) -> Balance:
+async def read_balance(client: AsyncClient) -> Balance:
     """The balance; code 1 here can only mean a malformed key, so it is told as one."""
     try:
         return await client.balance()
@@ -194,14 +194,14 @@ async def _balance(client: AsyncClient) -> Balance:
 async def acheck(values: pd.Series, options: CheckOptions) -> pd.DataFrame:
     """The result columns for ``values`` (same index); raises a TerminalError if the run had to stop."""
     prepared, codes, reasons = _prepare_series(values, options)
-    run = await _query(prepared, options)
-    columns = build_columns(values.index, codes, prepared.numbers, reasons, *_outcome(prepared, run))
+    run = await query(prepared, options)
+    columns = build_columns(values.index, codes, prepared.numbers, reasons, *outcome(prepared, run))
     if run.stopped is not None:
-        raise _stopped(run, prepared, columns)
+        raise stopped_error(run, prepared, columns)
     return columns
 
 
-def _outcome(prepared: _Prepared, run: EngineResult) -> tuple[pa.Table, dict, str | None]:
+def outcome(prepared: _Prepared, run: EngineResult) -> tuple[pa.Table, dict, str | None]:
     """``build_columns``'s last three arguments: all answers, failures, why the rest was not asked."""
     answers = pa.concat_tables([prepared.known, answers_table(run.answers)])
     not_asked = "budget reached" if run.budget_reached else None
@@ -210,11 +210,11 @@ def _outcome(prepared: _Prepared, run: EngineResult) -> tuple[pa.Table, dict, st
     return answers, run.failures, not_asked
 
 
-async def _query(prepared: _Prepared, options: CheckOptions) -> EngineResult:
+async def query(prepared: _Prepared, options: CheckOptions) -> EngineResult:
     if not prepared.to_query:
         return EngineResult()  # everything is answered: no request at all, no key needed
     async with options.client() as client:
-        balance = await _balance(client)  # bad key, IP not allowed: raised here, before any paid query
+        balance = await read_balance(client)  # bad key, IP not allowed: raised here, before any paid query
         _refuse_if_uncovered(prepared.plan(options.budget, balance))
         style = {True: "bar", False: "off"}.get(options.progress, options.progress)  # type: ignore[call-overload]
         progress = Progress(len(prepared.to_query), from_checkpoint=prepared.known.num_rows, style=style)
@@ -252,7 +252,7 @@ def _refuse_if_uncovered(plan: Plan) -> None:
         )
 
 
-def _stopped(run: EngineResult, prepared: _Prepared, columns: pd.DataFrame | None) -> TerminalError:
+def stopped_error(run: EngineResult, prepared: _Prepared, columns: pd.DataFrame | None) -> TerminalError:
     """The terminal error, retold with what was saved and what remains; ``.partial`` holds the results."""
     exc = run.stopped
     assert exc is not None

@@ -27,7 +27,7 @@ from .engine import EngineResult
 from .errors import MissingApiKeyError
 from .files import AtomicWriter, InputError, Source
 from .numbers import number_codes
-from .pipeline import CheckOptions, Plan, _balance, _outcome, _prepare, _query, _stopped
+from .pipeline import CheckOptions, Plan, outcome, prepare, query, read_balance, stopped_error
 from .results import RESULT_COLUMNS, build_columns
 
 __all__ = ["Summary", "acheck_file", "aplan_file"]
@@ -102,7 +102,7 @@ def _scan(source: Source, column: str, options: CheckOptions):
         if len(pending) >= 16:
             pending = [pc.unique(pa.concat_arrays(pending))]
     numbers = pc.unique(pa.concat_arrays(pending)) if pending else pa.array([], pa.string())
-    return _prepare(numbers, rows, invalid, options)
+    return prepare(numbers, rows, invalid, options)
 
 
 async def aplan_file(source: Source, column: str, options: CheckOptions) -> Plan:
@@ -110,7 +110,7 @@ async def aplan_file(source: Source, column: str, options: CheckOptions) -> Plan
     prepared = _scan(source, column, options)
     try:
         async with options.client() as client:
-            return prepared.plan(options.budget, await _balance(client))
+            return prepared.plan(options.budget, await read_balance(client))
     except MissingApiKeyError:
         return prepared.plan(options.budget)
 
@@ -120,10 +120,10 @@ async def acheck_file(source: Source, column: str, output: AtomicWriter, options
     started = time.monotonic()
     prepared = _scan(source, column, options)
     summary = Summary(prepared.plan(options.budget))
-    run: EngineResult = await _query(prepared, options)
+    run: EngineResult = await query(prepared, options)
     if run.stopped is not None:
-        raise _stopped(run, prepared, None)  # no output: it would be incomplete
-    answers, failures, not_asked = _outcome(prepared, run)
+        raise stopped_error(run, prepared, None)  # no output: it would be incomplete
+    answers, failures, not_asked = outcome(prepared, run)
     summary.paid, summary.failed = run.paid, len(run.failures)
     try:
         for table in source.tables():
