@@ -17,6 +17,11 @@ from .protocol import Balance, PhoneStatus
 
 __version__ = "0.1.0"
 
+import sys as _sys
+
+if "dask.dataframe" in _sys.modules:  # Dask already loaded: register ddf.qxt too (else: import qxt_pandas.dask)
+    from . import dask as _dask  # noqa: F401
+
 __all__ = [
     "AsyncClient",
     "Client",

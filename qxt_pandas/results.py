@@ -6,7 +6,7 @@ Init_isp, Now_isp`` under the vendor's names, then ``qxt_mobile``,
 area and error are categoricals whose categories come from the data (so a
 status the vendor adds later, such as 沉默号 or 风险号, is kept verbatim);
 ``Is_MNP`` is nullable boolean; ``qxt_code`` nullable ``Int16``;
-``qxt_checked_at`` a UTC timestamp.
+``qxt_checked_at`` a UTC timestamp in milliseconds.
 """
 
 from __future__ import annotations
@@ -73,6 +73,8 @@ def build_columns(
     mnp, mnp_missing = masked("Is_MNP")
     code, code_missing = masked("code")
     checked_at = pc.fill_null(per_number["checked_at"], np.nan).to_numpy(zero_copy_only=False)
+    # whole milliseconds: float seconds carry noise below that
+    millis = np.round(spread(checked_at, np.nan) * 1000)
     columns = {
         "Status": categorical("Status"),
         "Area": categorical("Area"),
@@ -82,8 +84,7 @@ def build_columns(
         "qxt_mobile": pd.arrays.ArrowStringArray(numbers.take(pa.array(codes, mask=~valid))),
         "qxt_code": pd.arrays.IntegerArray(spread(code.astype(np.int16), LOCAL_INVALID), spread(code_missing, False)),
         "qxt_error": categorical("error", REASONS),
-        # whole milliseconds: float seconds carry noise below that
-        "qxt_checked_at": pd.to_datetime(np.round(spread(checked_at, np.nan) * 1000), unit="ms", utc=True),
+        "qxt_checked_at": pd.to_datetime(millis, unit="ms", utc=True).as_unit("ms"),
     }
     return pd.DataFrame({name: pd.Series(values, index=index) for name, values in columns.items()})
 

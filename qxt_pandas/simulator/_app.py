@@ -60,6 +60,9 @@ class Simulator:
         self.content_type = content_type
         self.ledger = Ledger()
         self.requests = 0
+        #: Requests being handled right now, and the most there ever were at once.
+        self.in_flight = 0
+        self.max_in_flight = 0
         #: The raw query strings received, so that tests can see what reached a URL.
         self.query_strings: list[str] = []
         self._rng = random.Random(seed)
@@ -130,9 +133,18 @@ class Simulator:
         path = scope["path"].rstrip("/").lower()
         with self._lock:
             self.requests += 1
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
             self.query_strings.append(query)
             fault = self.faults.pick(self._rng.random())
             pause = max(0.0, self.latency + self._rng.uniform(-self.jitter, self.jitter))
+        try:
+            await self._handle(scope, receive, send, path, query, body, fault, pause)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    async def _handle(self, scope, receive, send, path, query, body, fault, pause) -> None:
         if path not in ("/ssphone_status", "/balance"):
             await _send(send, 404, _HTML_ERROR.format(code=404, text="Not Found"), "text/html")
             return

@@ -1,0 +1,153 @@
+"""``ddf.qxt.check``: the same check on a Dask DataFrame, for exports that outgrow one machine.
+
+``import qxt_pandas.dask`` registers the accessor (``import qxt_pandas`` does
+too when Dask is already imported). The graph, all lazy:
+
+1. every partition's distinct valid numbers, then a global ``drop_duplicates``,
+   so a number in many partitions is paid for once;
+2. those numbers in ``tasks`` parts, one query task each, with the global
+   ``concurrency``, ``rate`` and ``budget`` split between them. Each task
+   subtracts the shared checkpoint, reads the balance, queries the rest and
+   journals every answer there, so a task that a killed worker leaves behind
+   and Dask retries pays nothing again;
+3. each input partition merged with all the answers (broadcast once).
+
+Example::
+
+    import dask.dataframe as dd
+    import qxt_pandas.dask  # noqa: F401
+
+    ddf = dd.read_csv("exports/*.csv", dtype=str)
+    out = ddf.qxt.check("mobile", checkpoint="/shared/runs/crm.qxt", concurrency=128)
+    out.to_parquet("checked/")
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+try:
+    import dask
+    import dask.dataframe as dd
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
+    raise ImportError("ddf.qxt needs Dask: pip install 'qxt-pandas[dask]'") from exc
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from dask.dataframe.extensions import register_dataframe_accessor
+from dask.dataframe.utils import clear_known_categories
+
+from . import pipeline
+from ._sync import run_sync
+from .checkpoint import ANSWER_SCHEMA, answers_table
+from .errors import ColumnConflictError, ConfigurationError
+from .numbers import number_codes
+from .results import RESULT_COLUMNS, build_columns
+
+__all__ = ["DaskAccessor"]
+
+_FAILURE = "failure"  # an extra column of query results: the exception of a number that failed
+
+
+@register_dataframe_accessor("qxt")
+class DaskAccessor:
+    """``ddf.qxt``: check one column of a Dask DataFrame; the result is lazy."""
+
+    def __init__(self, frame: dd.DataFrame) -> None:
+        self._frame = frame
+
+    def check(self, column: str, *, tasks: int | None = None, prefix: str = "", **options: Any) -> dd.DataFrame:
+        """The frame with the result columns added, as a lazy Dask DataFrame (same options as pandas).
+
+        ``checkpoint`` is required and must be a path every worker can reach. ``tasks``
+        is how many query tasks share the work (default: the cluster's threads).
+        """
+        opts = pipeline.with_options(**options)
+        if opts.checkpoint is None:
+            raise ConfigurationError(
+                "A Dask check needs checkpoint= on a path every worker can reach: it is how workers share "
+                "answers and how a retried task avoids paying again."
+            )
+        names = [prefix + name for name in RESULT_COLUMNS]
+        clash = [name for name in names if name in self._frame.columns]
+        if clash:
+            raise ColumnConflictError(f"The frame already has column(s) {', '.join(clash)}; pass prefix='new_'.")
+        if column not in self._frame.columns:
+            raise KeyError(f"no column {column!r}; the columns are {list(self._frame.columns)}")
+        tasks = tasks or _threads()
+        share = pipeline.with_options(
+            opts,
+            concurrency=max(1, opts.concurrency // tasks),
+            rate=None if opts.rate is None else opts.rate / tasks,
+            budget=None if opts.budget is None else opts.budget // tasks,
+            progress=False,
+        )
+        numbers = (
+            self._frame[column]
+            .map_partitions(_distinct, meta=pd.Series([], dtype=object, name="mobile"))
+            .drop_duplicates()
+            .repartition(npartitions=tasks)
+        )
+        meta_answers = _answers_frame(answers_table([]), {})
+        answers = numbers.map_partitions(_query, share, meta=meta_answers)
+        everything = dask.delayed(pd.concat)(answers.to_delayed(), ignore_index=True)
+        meta = self._frame._meta.copy()
+        for name, source in zip(names, RESULT_COLUMNS, strict=True):
+            meta[name] = _result_meta()[source].array
+        meta = clear_known_categories(meta, cols=[n for n in names if isinstance(meta[n].dtype, pd.CategoricalDtype)])
+        return self._frame.map_partitions(_merge, column, everything, names, meta=meta)
+
+
+def _threads() -> int:
+    """Threads of the distributed cluster in use, else this machine's cores."""
+    try:
+        from distributed import get_client
+
+        return max(1, sum(get_client().nthreads().values()))
+    except (ImportError, ValueError):
+        import os
+
+        return os.cpu_count() or 1
+
+
+def _result_meta() -> pd.DataFrame:
+    """The result columns' exact dtypes: the real builder on no rows (no fake data)."""
+    empty = np.array([], np.int64)
+    return build_columns(pd.RangeIndex(0), empty, pa.array([], pa.string()), empty.astype(np.int8),
+                         answers_table([]), {}, None)  # fmt: skip
+
+
+def _distinct(values: pd.Series) -> pd.Series:
+    _, numbers, _ = number_codes(values)
+    return pd.Series(numbers.to_pylist(), dtype=object, name="mobile")
+
+
+def _query(numbers: pd.Series, options: pipeline.CheckOptions) -> pd.DataFrame:
+    """One query task: answers for its numbers (stored ones included), and failures."""
+    unique = pa.array(numbers.dropna().unique().tolist(), pa.string())
+    prepared = pipeline.prepare(unique, len(unique), 0, options)
+    run = run_sync(pipeline.query(prepared, options))
+    if run.stopped is not None:
+        raise pipeline.stopped_error(run, prepared, None)
+    answers, failures, _ = pipeline.outcome(prepared, run)
+    return _answers_frame(answers, failures)
+
+
+def _answers_frame(answers: pa.Table, failures: dict) -> pd.DataFrame:
+    frame = answers.to_pandas()
+    frame[_FAILURE] = None
+    lost = pd.DataFrame({"mobile": list(failures), _FAILURE: list(failures.values())})
+    return pd.concat([frame, lost], ignore_index=True) if len(lost) else frame
+
+
+def _merge(frame: pd.DataFrame, column: str, answers: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """One input partition with its result columns."""
+    failed = answers[_FAILURE].notna()
+    failures = dict(zip(answers.loc[failed, "mobile"], answers.loc[failed, _FAILURE], strict=True))
+    table = pa.Table.from_pandas(answers.loc[~failed, ANSWER_SCHEMA.names], schema=ANSWER_SCHEMA, preserve_index=False)
+    codes, numbers, reasons = number_codes(frame[column])
+    columns = build_columns(frame.index, codes, numbers, reasons, table, failures, None)
+    out = frame.copy()
+    for name, source in zip(names, RESULT_COLUMNS, strict=True):
+        out[name] = columns[source].array
+    return out
