@@ -38,15 +38,12 @@ from dask.dataframe.extensions import register_dataframe_accessor
 from dask.dataframe.utils import clear_known_categories
 
 from . import pipeline
-from ._sync import run_sync
-from .checkpoint import ANSWER_SCHEMA, answers_table
+from .checkpoint import answers_table
 from .errors import ColumnConflictError, ConfigurationError
-from .numbers import number_codes
+from .partitions import answers_frame, distinct_numbers, merge_results, query_numbers
 from .results import RESULT_COLUMNS, build_columns
 
 __all__ = ["DaskAccessor"]
-
-_FAILURE = "failure"  # an extra column of query results: the exception of a number that failed
 
 
 @register_dataframe_accessor("qxt")
@@ -84,18 +81,17 @@ class DaskAccessor:
         )
         numbers = (
             self._frame[column]
-            .map_partitions(_distinct, meta=pd.Series([], dtype=object, name="mobile"))
+            .map_partitions(distinct_numbers, meta=pd.Series([], dtype=object, name="mobile"))
             .drop_duplicates()
             .repartition(npartitions=tasks)
         )
-        meta_answers = _answers_frame(answers_table([]), {})
-        answers = numbers.map_partitions(_query, share, meta=meta_answers)
+        answers = numbers.map_partitions(query_numbers, share, meta=answers_frame(answers_table([]), {}))
         everything = dask.delayed(pd.concat)(answers.to_delayed(), ignore_index=True)
         meta = self._frame._meta.copy()
         for name, source in zip(names, RESULT_COLUMNS, strict=True):
             meta[name] = _result_meta()[source].array
         meta = clear_known_categories(meta, cols=[n for n in names if isinstance(meta[n].dtype, pd.CategoricalDtype)])
-        return self._frame.map_partitions(_merge, column, everything, names, meta=meta)
+        return self._frame.map_partitions(merge_results, column, everything, names, meta=meta)
 
 
 def _threads() -> int:
@@ -115,39 +111,3 @@ def _result_meta() -> pd.DataFrame:
     empty = np.array([], np.int64)
     return build_columns(pd.RangeIndex(0), empty, pa.array([], pa.string()), empty.astype(np.int8),
                          answers_table([]), {}, None)  # fmt: skip
-
-
-def _distinct(values: pd.Series) -> pd.Series:
-    _, numbers, _ = number_codes(values)
-    return pd.Series(numbers.to_pylist(), dtype=object, name="mobile")
-
-
-def _query(numbers: pd.Series, options: pipeline.CheckOptions) -> pd.DataFrame:
-    """One query task: answers for its numbers (stored ones included), and failures."""
-    unique = pa.array(numbers.dropna().unique().tolist(), pa.string())
-    prepared = pipeline.prepare(unique, len(unique), 0, options)
-    run = run_sync(pipeline.query(prepared, options))
-    if run.stopped is not None:
-        raise pipeline.stopped_error(run, prepared, None)
-    answers, failures, _ = pipeline.outcome(prepared, run)
-    return _answers_frame(answers, failures)
-
-
-def _answers_frame(answers: pa.Table, failures: dict) -> pd.DataFrame:
-    frame = answers.to_pandas()
-    frame[_FAILURE] = None
-    lost = pd.DataFrame({"mobile": list(failures), _FAILURE: list(failures.values())})
-    return pd.concat([frame, lost], ignore_index=True) if len(lost) else frame
-
-
-def _merge(frame: pd.DataFrame, column: str, answers: pd.DataFrame, names: list[str]) -> pd.DataFrame:
-    """One input partition with its result columns."""
-    failed = answers[_FAILURE].notna()
-    failures = dict(zip(answers.loc[failed, "mobile"], answers.loc[failed, _FAILURE], strict=True))
-    table = pa.Table.from_pandas(answers.loc[~failed, ANSWER_SCHEMA.names], schema=ANSWER_SCHEMA, preserve_index=False)
-    codes, numbers, reasons = number_codes(frame[column])
-    columns = build_columns(frame.index, codes, numbers, reasons, table, failures, None)
-    out = frame.copy()
-    for name, source in zip(names, RESULT_COLUMNS, strict=True):
-        out[name] = columns[source].array
-    return out
