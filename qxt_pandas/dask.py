@@ -87,9 +87,9 @@ class DaskAccessor:
         )
         answers = numbers.map_partitions(query_numbers, share, meta=answers_frame(answers_table([]), {}))
         everything = dask.delayed(pd.concat)(answers.to_delayed(), ignore_index=True)
-        meta = self._frame._meta.copy()
+        meta, result_meta = self._frame._meta.copy(), _result_meta()
         for name, source in zip(names, RESULT_COLUMNS, strict=True):
-            meta[name] = _result_meta()[source].array
+            meta[name] = result_meta[source].array
         meta = clear_known_categories(meta, cols=[n for n in names if isinstance(meta[n].dtype, pd.CategoricalDtype)])
         return self._frame.map_partitions(merge_results, column, everything, names, meta=meta)
 
