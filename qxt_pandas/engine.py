@@ -191,7 +191,10 @@ async def query_numbers(
                                     status.now_isp, None, time.time())  # fmt: skip
                     record(answer, mobile)
                 except NumberError as exc:
-                    record(Answer(mobile, exc.code or 0, reason=exc.reason, checked_at=time.time()), mobile)
+                    if exc.code is None:  # never from the vendor; not an answer, so never counted as one
+                        record(None, mobile, exc)
+                    else:
+                        record(Answer(mobile, exc.code, reason=exc.reason, checked_at=time.time()), mobile)
                 except TerminalError as exc:
                     result.stopped = result.stopped or exc
                     stop.set()

@@ -68,10 +68,6 @@ class Simulator:
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
 
-    def add_account(self, account: Account) -> Account:
-        self.accounts[account.apikey] = account
-        return account
-
     # -- the vendor's logic, free of HTTP --------------------------------------
 
     def _check_caller(self, params: dict[str, str], client_ip: str) -> tuple[tuple[int, str], Account | None]:
