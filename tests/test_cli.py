@@ -198,6 +198,11 @@ def test_balance_and_apikey_file(tmp_path, service):
     assert result.returncode == 0 and result.stdout.strip() == "预付费 100000"
 
 
+def test_python_dash_m_is_the_same_command():
+    result = subprocess.run([sys.executable, "-m", "qxt_pandas", "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "exit codes" in result.stdout and "130" in result.stdout
+
+
 def test_simulate_serves_until_stopped():
     child = subprocess.Popen([sys.executable, "-m", "qxt_pandas.cli", "simulate", "--port", "0", "--latency", "0"],
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # fmt: skip
