@@ -130,12 +130,16 @@ async def query_numbers(
     on_answer: Callable[[Answer], None] | None = None,
     progress: Progress | None = None,
     grace: float | None = None,
+    ramp: float = 0.0,
 ) -> EngineResult:
     """Ask for each of ``numbers`` (already unique and valid) at most once.
 
     ``budget`` caps answers paid for (code 0); at most that many queries are in
     flight against what is left of it. ``grace`` bounds how long in-flight requests
-    may finish after a terminal answer (default: the client's timeout).
+    may finish after a terminal answer (default: the client's timeout). ``ramp``
+    spreads the workers' first requests over that many seconds (one round trip is
+    right): started all at once, their answers come back in waves that queue behind
+    the event loop for the whole run.
     """
     if concurrency < 1:
         raise ValueError("concurrency must be >= 1")
@@ -177,7 +181,9 @@ async def query_numbers(
             async with room:
                 room.notify_all()
 
-    async def worker() -> None:
+    async def worker(delay: float) -> None:
+        if delay:
+            await asyncio.sleep(delay)
         while not stop.is_set():
             mobile = await take()
             if mobile is None:
@@ -204,7 +210,8 @@ async def query_numbers(
             finally:
                 await release()
 
-    tasks = [asyncio.create_task(worker()) for _ in range(min(concurrency, len(numbers)))]
+    workers = min(concurrency, len(numbers))
+    tasks = [asyncio.create_task(worker(ramp * i / workers)) for i in range(workers)]
     everything = asyncio.gather(*tasks)
     stopped = asyncio.ensure_future(stop.wait())
     try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
@@ -214,7 +215,9 @@ async def query(prepared: _Prepared, options: CheckOptions) -> EngineResult:
     if not prepared.to_query:
         return EngineResult()  # everything is answered: no request at all, no key needed
     async with options.client() as client:
+        started = time.monotonic()
         balance = await read_balance(client)  # bad key, IP not allowed: raised here, before any paid query
+        round_trip = time.monotonic() - started
         _refuse_if_uncovered(prepared.plan(options.budget, balance))
         style = {True: "bar", False: "off"}.get(options.progress, options.progress)  # type: ignore[call-overload]
         progress = Progress(len(prepared.to_query), from_checkpoint=prepared.known.num_rows, style=style)
@@ -227,7 +230,7 @@ async def query(prepared: _Prepared, options: CheckOptions) -> EngineResult:
         try:
             run = await query_numbers(
                 client, prepared.to_query, concurrency=options.concurrency, rate=options.rate,
-                budget=options.budget, on_answer=keep, progress=progress,
+                budget=options.budget, on_answer=keep, progress=progress, ramp=min(round_trip, 1.0),
             )  # fmt: skip
         finally:
             progress.close()
