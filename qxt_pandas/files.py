@@ -91,7 +91,7 @@ class Source:
         if self.kind == "parquet":
             yield from pq.ParquetFile(self.path).iter_batches(batch_size=GROUP_ROWS, columns=columns)
         elif self.kind == "excel":
-            yield from _excel_table(self.path, self.columns).select(columns or self.columns).to_batches(GROUP_ROWS)
+            yield from _excel_table(self.path).select(columns or self.columns).to_batches(GROUP_ROWS)
         else:
             yield from self._csv(columns)
 
@@ -143,7 +143,7 @@ def _excel_columns(path: Path) -> list[str]:
     return list(_excel_frame(path, nrows=0).columns)
 
 
-def _excel_table(path: Path, columns: list[str]) -> pa.Table:
+def _excel_table(path: Path) -> pa.Table:
     frame = _excel_frame(path)
     return pa.Table.from_pandas(frame.astype(object).where(frame.notna(), None), preserve_index=False)
 
@@ -207,7 +207,7 @@ class AtomicWriter:
     def commit(self) -> None:
         """Finish the file and put it in place (atomically replacing any old one)."""
         self._close()
-        if not self.tmp.exists():  # no batch at all: still write an empty, valid file
+        if not self.tmp.exists():  # no batch was ever written
             raise InputError(f"{self.path}: nothing to write.")
         with open(self.tmp, "rb+") as f:
             os.fsync(f.fileno())

@@ -48,8 +48,8 @@ def build_columns(
     valid = codes >= 0
     at = codes[valid]
 
-    def spread(values: np.ndarray, fill: object, dtype: object = None) -> np.ndarray:
-        out = np.full(len(codes), fill, dtype=dtype or values.dtype)
+    def spread(values: np.ndarray, fill: object) -> np.ndarray:
+        out = np.full(len(codes), fill, dtype=values.dtype)
         out[valid] = values[at]
         return out
 
@@ -93,17 +93,14 @@ def _per_number(
     uniques: pa.Array, answers: pa.Table, failures: dict[str, QxtError], not_asked: str | None
 ) -> dict[str, pa.Array]:
     """Columns aligned with ``uniques``: the vendor fields, code, error text, time."""
-    if answers.num_rows == 0:
-        answers = ANSWER_SCHEMA.empty_table()
     found = pc.index_in(uniques, value_set=answers["mobile"].combine_chunks())
     aligned = {name: answers[name].combine_chunks().take(found) for name in ANSWER_SCHEMA.names}
     code = aligned["code"]
-    vendor_error = pc.if_else(
+    error = pc.if_else(
         pc.fill_null(pc.not_equal(code, 0), False),
         pc.coalesce(aligned["reason"], pc.binary_join_element_wise("code ", pc.cast(code, pa.string()), "")),
         pa.scalar(None, pa.string()),
     )
-    error = vendor_error
     unanswered = pc.is_null(found)
     if pc.any(unanswered).as_py():
         # Few numbers (failures, and those a stopped run never asked): patched in Python.

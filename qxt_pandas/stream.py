@@ -24,7 +24,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .engine import EngineResult
-from .errors import MissingApiKeyError
 from .files import AtomicWriter, InputError, Source
 from .numbers import number_codes
 from .pipeline import CheckOptions, Plan, outcome, prepare, query, read_balance, stopped_error
@@ -106,13 +105,10 @@ def _scan(source: Source, column: str, options: CheckOptions):
 
 
 async def aplan_file(source: Source, column: str, options: CheckOptions) -> Plan:
-    """The plan for a file; with the balance when a key is at hand. Spends nothing."""
+    """The plan for a file, with the balance. Spends nothing."""
     prepared = _scan(source, column, options)
-    try:
-        async with options.client() as client:
-            return prepared.plan(options.budget, await read_balance(client))
-    except MissingApiKeyError:
-        return prepared.plan(options.budget)
+    async with options.client() as client:
+        return prepared.plan(options.budget, await read_balance(client))
 
 
 async def acheck_file(source: Source, column: str, output: AtomicWriter, options: CheckOptions) -> Summary:
