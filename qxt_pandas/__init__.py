@@ -12,7 +12,8 @@ from . import errors as _errors
 from .client import AsyncClient, Client
 from .errors import *  # noqa: F403 (the exception tree; its names are errors.__all__)
 from .numbers import normalize_mobiles
-from .pipeline import CheckOptions, Plan
+from .options import CheckOptions
+from .pipeline import Plan
 from .protocol import Balance, PhoneStatus
 
 __version__ = "0.1.0"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import MutableMapping
+from typing import Any
 from urllib.parse import quote, quote_plus
 
 
@@ -13,6 +16,15 @@ class Secret:
     def __init__(self, value: str) -> None:
         self._value = value
 
+    @classmethod
+    def wrap(cls, value: Secret | str) -> Secret:
+        """``value`` as a Secret, surrounding whitespace stripped (a key pasted from a file)."""
+        if isinstance(value, Secret):
+            return value
+        if not isinstance(value, str):
+            raise TypeError(f"the API key must be a str, not {type(value).__name__}")
+        return cls(value.strip())
+
     def reveal(self) -> str:
         return self._value
 
@@ -23,6 +35,9 @@ class Secret:
                 text = text.replace(form, "***")
         return text
 
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
     def __repr__(self) -> str:
         return "Secret('***')"
 
@@ -30,3 +45,14 @@ class Secret:
 
     def __reduce__(self):
         raise TypeError("the API key is not pickled; pass it to each process instead")
+
+    def __dask_tokenize__(self) -> tuple[str, str]:
+        # Dask names tasks by a hash of their arguments: a keyed digest, never the key.
+        return ("qxt-secret", hashlib.blake2b(self._value.encode(), key=b"qxt-pandas", digest_size=8).hexdigest())
+
+
+def hide_key(options: MutableMapping[str, Any]) -> None:
+    """Wrap ``options["apikey"]`` in place, so that no frame holding the mapping shows the key."""
+    key = options.get("apikey")
+    if isinstance(key, str):
+        options["apikey"] = Secret.wrap(key)

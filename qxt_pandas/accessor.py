@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from . import pipeline
+from ._secret import hide_key
 from ._sync import run_sync
 from .errors import ColumnConflictError
 from .pipeline import Plan
@@ -47,14 +48,17 @@ class SeriesAccessor:
 
             res = df["mobile"].qxt.check(checkpoint="runs/crm.qxt")
         """
+        hide_key(options)  # first, in every face: no frame's locals show the key (verbose tracebacks)
         return run_sync(self.acheck(**options))
 
     async def acheck(self, **options: Any) -> pd.DataFrame:
         """Async :meth:`check`."""
+        hide_key(options)
         return await pipeline.acheck(self._series, pipeline.with_options(**options))
 
     def plan(self, **options: Any) -> Plan:
         """What :meth:`check` would do and cost (reads the balance, pays for nothing)."""
+        hide_key(options)
         return run_sync(pipeline.aplan(self._series, pipeline.with_options(**options)))
 
     check.__doc__ = (check.__doc__ or "") + _OPTIONS_DOC
@@ -77,12 +81,15 @@ class DataFrameAccessor:
 
             out = df.qxt.check("mobile", checkpoint="runs/crm.qxt")
         """
+        hide_key(options)
         return run_sync(self.acheck(column, prefix=prefix, **options))
 
     async def acheck(self, column: Any, *, prefix: str = "", **options: Any) -> pd.DataFrame:
         """Async :meth:`check`."""
+        hide_key(options)
+        opts = pipeline.with_options(**options)  # every option checked before anything else
         names = self._added_names(column, prefix)
-        added = await pipeline.acheck(self._frame[column], pipeline.with_options(**options))
+        added = await pipeline.acheck(self._frame[column], opts)
         out = self._frame.copy()
         for name, source in zip(names, added.columns, strict=True):
             out[name] = added[source].array  # positional: duplicate index labels are fine
@@ -90,8 +97,10 @@ class DataFrameAccessor:
 
     def plan(self, column: Any, **options: Any) -> Plan:
         """What :meth:`check` would do and cost (reads the balance, pays for nothing)."""
+        hide_key(options)
+        opts = pipeline.with_options(**options)
         self._added_names(column, "")
-        return run_sync(pipeline.aplan(self._frame[column], pipeline.with_options(**options)))
+        return run_sync(pipeline.aplan(self._frame[column], opts))
 
     def _added_names(self, column: Any, prefix: str) -> list[str]:
         if column not in self._frame.columns:

@@ -7,12 +7,15 @@ import contextlib
 import os
 import signal
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 from . import __version__
+from ._secret import Secret
 from ._sync import run_sync
 from .errors import (
+    CheckpointError,
     ConfigurationError,
     InsufficientBalanceError,
     InvalidApiKeyError,
@@ -21,18 +24,22 @@ from .errors import (
     QxtError,
 )
 from .files import AtomicWriter, open_source
-from .pipeline import CheckOptions, parse_age, read_balance
-from .stream import acheck_file, aplan_file
+from .options import CheckOptions
+from .pipeline import read_balance
+from .stream import check_file, plan_file
 
 __all__ = ["EXIT_CODES", "main"]
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_KEY, EXIT_BALANCE, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_KEY, EXIT_BALANCE, EXIT_UNANSWERED = 0, 1, 2, 3, 4, 5
+EXIT_INTERRUPTED = 130
 EXIT_CODES = {
-    EXIT_OK: "success",
-    EXIT_FAILURE: "other failure (network, service, disk)",
-    EXIT_USAGE: "usage error: arguments, input file, column, checkpoint",
+    EXIT_OK: "success: every valid number has its answer",
+    EXIT_FAILURE: "other failure (network, service, disk): run again",
+    EXIT_USAGE: "usage error: arguments, input file, column, output, checkpoint (running again will not help)",
     EXIT_KEY: "no key, bad key, or this machine's IP is not on the account's allow-list",
     EXIT_BALANCE: "balance exhausted or too low for the run (answers so far are in the checkpoint)",
+    EXIT_UNANSWERED: "finished and wrote the output, but some numbers are unanswered (failed after retries, or "
+    "beyond --budget): run again to ask for them",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C, SIGTERM): run the same command again to resume",
 }
 EPILOG = (
@@ -69,12 +76,17 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("input", type=Path)
     check.add_argument("--column", required=True, help="the column holding the mobile numbers")
     check.add_argument("--output", type=Path, help="the output file (.parquet, .csv, .tsv); not needed for --dry-run")
-    check.add_argument("--checkpoint", type=Path, help="checkpoint directory: resume, never pay twice")
+    check.add_argument("--checkpoint", type=Path,
+                       help="checkpoint directory: resume, never pay twice (default: OUTPUT's name with .qxt, "
+                       "beside it)")  # fmt: skip
+    check.add_argument("--no-checkpoint", action="store_true",
+                       help="keep no checkpoint: answers paid for are lost if the run fails")  # fmt: skip
     check.add_argument("--concurrency", type=int, default=64, help="requests in flight (default 64)")
     check.add_argument("--rate", type=float, help="most requests started per second")
     check.add_argument("--budget", type=int, help="most paid queries this run")
     check.add_argument("--max-age", help="ask again for stored answers older than this, e.g. 90d, 12h")
     check.add_argument("--encoding", help="input encoding (default: detected; utf-8, utf-8-sig, gbk, gb18030)")
+    check.add_argument("--sheet", help="the sheet of an .xlsx input: its name or number (default: the first)")
     check.add_argument("--excel-friendly", action="store_true", help="CSV output with a UTF-8 BOM, for Excel")
     check.add_argument("--dry-run", action="store_true", help="print the plan and spend nothing")
     check.add_argument("--progress", choices=["auto", "bar", "log", "off"], default="auto",
@@ -101,12 +113,14 @@ def main(argv: list[str] | None = None) -> int:
 
         return simulate(["--port", str(args.port), "--latency", str(args.latency), "--jitter", str(args.jitter),
                          "--faults", str(args.faults), "--balance", str(args.balance)])  # fmt: skip
+    run = _Run(args)
     previous = signal.signal(signal.SIGTERM, _interrupt)  # an ETL scheduler's stop: as Ctrl-C
     try:
-        return _run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return run.main()
     except KeyboardInterrupt:
-        where = f" Answers so far are saved in {args.checkpoint}." if getattr(args, "checkpoint", None) else ""
-        _say(f"interrupted; no output was written.{where} Run the same command again to resume.")
+        _say(f"interrupted. {run.wrote()}{run.kept()} Run the same command again to resume.")
         return EXIT_INTERRUPTED
     except (MissingApiKeyError, InvalidApiKeyError, IpNotAllowedError) as exc:
         _say(str(exc))
@@ -114,11 +128,14 @@ def main(argv: list[str] | None = None) -> int:
     except InsufficientBalanceError as exc:
         _say(str(exc))
         return EXIT_BALANCE
-    except (ConfigurationError, ValueError) as exc:
+    except CheckpointError as exc:
         _say(str(exc))
         return EXIT_USAGE
+    except (ConfigurationError, ValueError) as exc:
+        _say(f"{exc}{run.kept(after_paying_only=True)}")
+        return EXIT_USAGE
     except (QxtError, OSError) as exc:
-        _say(f"{exc} No output was written; run again to retry (answers so far are kept in the checkpoint).")
+        _say(f"{_describe(exc)} {run.wrote()}{run.kept()} Run again to retry.")
         return EXIT_FAILURE
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -132,25 +149,90 @@ def _say(message: str) -> None:
     print(f"qxt: {message}", file=sys.stderr, flush=True)
 
 
-def _run(args: argparse.Namespace) -> int:
-    with _service(args) as service:
-        if args.command == "balance":
-            return _print_balance(service)
-        if args.output is None and not args.dry_run:
-            raise ConfigurationError("--output is required (or use --dry-run).")
-        progress = args.progress if args.progress != "auto" else ("bar" if sys.stderr.isatty() else "log")
-        options = CheckOptions(
-            **service, concurrency=args.concurrency, rate=args.rate, budget=args.budget,
-            max_age=parse_age(args.max_age), checkpoint=args.checkpoint, progress=progress,
-        )  # fmt: skip
-        source = open_source(args.input, encoding=args.encoding)
-        if args.dry_run:
-            print(run_sync(aplan_file(source, args.column, options)))
-            return EXIT_OK
-        writer = AtomicWriter(args.output, excel_friendly=args.excel_friendly)
-        summary = run_sync(acheck_file(source, args.column, writer, options))
-        _say(f"wrote {summary.rows_written:,} rows to {args.output}\n{summary}")
-        return EXIT_OK
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    _say(f"warning: {message}")
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and not isinstance(exc, QxtError):
+        return f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}."
+    return str(exc)
+
+
+class _Run:
+    """One invocation of ``check`` or ``balance``: what it uses, and what it can truthfully say when it fails."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.checkpoint: Path | None = None
+        self.writer: AtomicWriter | None = None
+        self.scanned = False  # past pass 1: from here on, queries may have been paid for
+
+    def wrote(self) -> str:
+        if self.writer is not None and self.writer.committed:
+            return f"The output {self.writer.path} was complete and is in place."
+        return "No output was written."
+
+    def kept(self, after_paying_only: bool = False) -> str:
+        if after_paying_only and not self.scanned:
+            return ""
+        if self.checkpoint is not None:
+            return f" Answers paid for are kept in {self.checkpoint}; a new run does not pay for them again."
+        return " Without a checkpoint (--no-checkpoint), answers paid for in this run are not kept."
+
+    def main(self) -> int:
+        args = self.args
+        with _service(args) as service:
+            if args.command == "balance":
+                return _print_balance(CheckOptions(**service))
+            if args.output is None and not args.dry_run:
+                raise ConfigurationError("--output is required (or use --dry-run).")
+            progress = args.progress if args.progress != "auto" else ("bar" if sys.stderr.isatty() else "log")
+            self.checkpoint = _checkpoint_path(args)
+            options = CheckOptions(  # every option checked here, before the input is even opened
+                **service, concurrency=args.concurrency, rate=args.rate, budget=args.budget, max_age=args.max_age,
+                checkpoint=self.checkpoint, progress=progress,
+            )  # fmt: skip
+            if args.output is not None:
+                _refuse_same_file(args.input, args.output)
+                self.writer = AtomicWriter(args.output, excel_friendly=args.excel_friendly)
+            source = open_source(args.input, encoding=args.encoding, sheet=args.sheet)
+            if source.note:
+                _say(source.note)
+            if args.dry_run:
+                print(plan_file(source, args.column, options))
+                return EXIT_OK
+            assert self.writer is not None
+            summary = check_file(source, args.column, self.writer, options, on_scanned=self._scanned)
+            where = f"; answers kept in {self.checkpoint}" if self.checkpoint else ""
+            _say(f"wrote {summary.rows_written:,} rows to {args.output}{where}\n{summary}")
+            return EXIT_UNANSWERED if summary.unanswered else EXIT_OK
+
+    def _scanned(self) -> None:
+        self.scanned = True
+
+
+def _checkpoint_path(args: argparse.Namespace) -> Path | None:
+    """``--checkpoint``, else ``<output stem>.qxt`` beside the output (unless --no-checkpoint)."""
+    if args.no_checkpoint:
+        if args.checkpoint is not None:
+            raise ConfigurationError("--checkpoint and --no-checkpoint contradict each other; give one.")
+        return None
+    if args.checkpoint is not None:
+        return args.checkpoint
+    if args.output is None:
+        return None
+    default = args.output.with_name(args.output.stem + ".qxt")
+    return default if not args.dry_run or default.is_dir() else None  # a dry run creates nothing
+
+
+def _refuse_same_file(source: Path, output: Path) -> None:
+    same = output.resolve() == source.resolve()
+    with contextlib.suppress(OSError):
+        same = same or os.path.samefile(source, output)
+    if same:
+        raise ConfigurationError(f"--output {output} is the input file; writing it would destroy the export. "
+                                 "Choose another output path.")  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -166,7 +248,7 @@ def _service(args: argparse.Namespace) -> Iterator[dict]:
     apikey = None
     if args.apikey_file is not None:
         try:
-            apikey = args.apikey_file.read_text(encoding="utf-8").strip()
+            apikey = Secret.wrap(args.apikey_file.read_text(encoding="utf-8"))
         except OSError as exc:
             raise ConfigurationError(f"Cannot read the key file {args.apikey_file}: {exc.strerror}.") from None
     if not (apikey or os.environ.get("QXT_APIKEY", "").strip()):
@@ -174,9 +256,7 @@ def _service(args: argparse.Namespace) -> Iterator[dict]:
     yield {"apikey": apikey, "base_url": args.base_url, **common}
 
 
-def _print_balance(service: dict) -> int:
-    options = CheckOptions(**service)
-
+def _print_balance(options: CheckOptions) -> int:
     async def read():
         async with options.client() as client:
             return await read_balance(client)

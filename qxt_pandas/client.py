@@ -49,6 +49,27 @@ def resolve_base_url(base_url: str | None = None) -> str:
     return (base_url or os.environ.get("QXT_BASE_URL") or protocol.DEFAULT_BASE_URL).rstrip("/")
 
 
+def check_base_url(base_url: str | None = None) -> str:
+    """The resolved base URL, or a ValueError saying what is wrong with it (no request is made).
+
+    A URL without ``http://``/``https://``, without a host or with an impossible port is a
+    mistake in the configuration: reporting it later as a network failure would say "run
+    again", which cannot help.
+    """
+    url = resolve_base_url(base_url)
+    where = "base_url" if base_url else "$QXT_BASE_URL" if os.environ.get("QXT_BASE_URL") else "base_url"
+    try:
+        parsed = httpx.URL(url)
+        port = parsed.port
+    except (httpx.InvalidURL, ValueError, TypeError) as exc:
+        raise ValueError(f"{where}={url!r} is not a valid URL ({exc}); use e.g. https://ps.szqxt.com") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ValueError(f"{where}={url!r}: use an http:// or https:// URL with a host, e.g. https://ps.szqxt.com")
+    if port is not None and not 0 < port < 65536:
+        raise ValueError(f"{where}={url!r}: the port must be between 1 and 65535")
+    return url
+
+
 def _masked(mobile: str) -> str:
     """A number as logs show it: ``139****5391`` (numbers are personal data)."""
     return mobile[:3] + "****" + mobile[-4:] if len(mobile) >= 8 else "****"
@@ -72,7 +93,7 @@ class AsyncClient:
 
     def __init__(
         self,
-        apikey: str | None = None,
+        apikey: Secret | str | None = None,
         *,
         base_url: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
@@ -82,8 +103,8 @@ class AsyncClient:
         max_connections: int = 100,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        key = apikey if apikey is not None else os.environ.get("QXT_APIKEY", "")
-        if not key.strip():
+        apikey = Secret.wrap(apikey if apikey is not None else os.environ.get("QXT_APIKEY", ""))  # first
+        if not apikey:
             raise MissingApiKeyError("No QXT API key.")
         if method not in ("GET", "POST"):
             raise ValueError(f"method must be 'GET' or 'POST', not {method!r}")
@@ -96,8 +117,12 @@ class AsyncClient:
             )
         if retries < 0:
             raise ValueError("retries must be >= 0")
-        self._apikey = Secret(key.strip())
-        self.base_url = resolve_base_url(base_url)
+        if not timeout > 0:
+            raise ValueError("timeout must be > 0 seconds")
+        self._apikey = apikey
+        self.base_url = check_base_url(base_url)
+        #: Whether the service said it is the bundled simulator (``X-QXT-Simulator``), once it has answered.
+        self.simulator: bool | None = None
         self.method: Method = method
         self.timeout = timeout
         self.retries = retries
@@ -121,11 +146,18 @@ class AsyncClient:
         )
 
     async def balance(self) -> Balance:
-        """The account's fee type and remaining balance (in queries)."""
+        """The account's fee type and remaining balance (in queries).
+
+        Also tells which service answered: :attr:`simulator` is set from its headers.
+        """
         secret = self._apikey
-        return await self._retrying(
-            "balance", None, lambda r: protocol.parse_balance(r.status_code, r.content, secret=secret)
-        )
+
+        def parse(response: httpx.Response) -> Balance:
+            balance = protocol.parse_balance(response.status_code, response.content, secret=secret)
+            self.simulator = protocol.SIMULATOR_HEADER in response.headers
+            return balance
+
+        return await self._retrying("balance", None, parse)
 
     async def _retrying(
         self, endpoint: protocol.Endpoint, mobile: str | None, parse: Callable[[httpx.Response], T]
@@ -202,7 +234,8 @@ class Client:
             client.status("13972565391").now_isp
     """
 
-    def __init__(self, apikey: str | None = None, **options: Any) -> None:
+    def __init__(self, apikey: Secret | str | None = None, **options: Any) -> None:
+        apikey = None if apikey is None else Secret.wrap(apikey)  # first: no frame local shows the key
         self._async = AsyncClient(apikey, **options)
         self._runner = LoopThread("qxt-client")
 

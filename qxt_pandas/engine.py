@@ -19,6 +19,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 import time
 from collections import Counter
@@ -33,6 +34,8 @@ from .errors import NumberError, QxtError, TerminalError
 
 __all__ = ["EngineResult", "Progress", "query_numbers"]
 
+log = logging.getLogger("qxt_pandas")
+
 
 @dataclass
 class EngineResult:
@@ -43,6 +46,14 @@ class EngineResult:
     stopped: TerminalError | None = None
     budget_reached: bool = False
     paid: int = 0  # answers with code 0: what the vendor charged for
+
+    def add(self, other: EngineResult) -> None:
+        """Fold a later round of the same run into this one."""
+        self.answers += other.answers
+        self.failures.update(other.failures)
+        self.stopped = self.stopped or other.stopped
+        self.budget_reached = self.budget_reached or other.budget_reached
+        self.paid += other.paid
 
 
 class Progress:
@@ -81,6 +92,21 @@ class Progress:
             if self.style == "log" and now - self._logged >= self.interval:
                 self._logged = now
                 self._log(now)
+
+    def found(self, count: int) -> None:
+        """``count`` numbers were answered by another run meanwhile: done, and from the checkpoint."""
+        if count:
+            self.from_checkpoint += count
+            self.done += count
+            self._bar.update(count)
+
+    def note(self, message: str) -> None:
+        """A one-off line about the run (not a count), shown whatever the style but ``off``."""
+        log.info("QXT: %s", message)
+        if self.style == "bar":
+            self._bar.write(f"QXT: {message}", file=sys.stderr)
+        elif self.style == "log":
+            print(f"QXT: {message}", file=sys.stderr, flush=True)
 
     def _log(self, now: float) -> None:
         elapsed = now - self._started

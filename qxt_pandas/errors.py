@@ -20,6 +20,8 @@ Example::
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "VENDOR_CODES",
     "CheckpointError",
@@ -114,9 +116,16 @@ class ColumnConflictError(ConfigurationError):
 
 
 class TerminalError(QxtError):
-    """An answer that stops the whole run: retrying or going on cannot help."""
+    """An answer that stops the whole run: retrying or going on cannot help.
+
+    When it stops a check, ``answered`` and ``remaining`` count the numbers answered (and
+    saved) and those not asked, and ``partial`` holds the result columns so far (or None).
+    """
 
     terminal = True
+    answered: int | None = None
+    remaining: int | None = None
+    partial: Any = None  # a pandas DataFrame; errors does not import pandas
 
 
 class InvalidApiKeyError(TerminalError):

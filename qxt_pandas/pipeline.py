@@ -11,11 +11,8 @@ Example::
 
 from __future__ import annotations
 
-import os
-import re
 import time
-from dataclasses import dataclass, replace
-from datetime import timedelta
+from dataclasses import dataclass
 
 import httpx
 import numpy as np
@@ -24,49 +21,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .checkpoint import STORED_CODES, Answer, Checkpoint, answers_table
-from .client import DEFAULT_BACKOFF, DEFAULT_RETRIES, DEFAULT_TIMEOUT, AsyncClient, resolve_base_url
+from .claims import Claim, claim_numbers
+from .client import AsyncClient, resolve_base_url
 from .engine import EngineResult, Progress, query_numbers
 from .errors import InsufficientBalanceError, InvalidApiKeyError, InvalidRequestError, TerminalError
 from .numbers import number_codes
+from .options import CheckOptions, with_options
 from .protocol import Balance
 from .results import RESULT_COLUMNS, build_columns
 
-__all__ = ["RESULT_COLUMNS", "CheckOptions", "Plan", "acheck", "aplan", "parse_age", "with_options"]
+__all__ = ["RESULT_COLUMNS", "CheckOptions", "Plan", "acheck", "aplan", "preflight", "query", "with_options"]
 
 PREPAID = "预付费"
-
-
-@dataclass(frozen=True)
-class CheckOptions:
-    """Every option of a check, with the defaults the accessor and the command share."""
-
-    apikey: str | None = None
-    base_url: str | None = None
-    concurrency: int = 64
-    rate: float | None = None
-    timeout: float = DEFAULT_TIMEOUT
-    retries: int = DEFAULT_RETRIES
-    backoff: float = DEFAULT_BACKOFF
-    checkpoint: str | os.PathLike[str] | None = None
-    max_age: timedelta | float | str | None = None
-    budget: int | None = None
-    progress: bool | str = True  # True/"bar", "log" (plain lines, for ETL logs), False/"off"
-    transport: httpx.AsyncBaseTransport | None = None  # e.g. SimulatorTransport, for tests
-
-    def __repr__(self) -> str:  # apikey hidden
-        shown = {k: v for k, v in self.__dict__.items() if k != "apikey" and v is not None}
-        return f"CheckOptions({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
-
-    def client(self) -> AsyncClient:
-        return AsyncClient(
-            self.apikey,
-            base_url=self.base_url,
-            timeout=self.timeout,
-            retries=self.retries,
-            backoff=self.backoff,
-            max_connections=self.concurrency,
-            transport=self.transport,
-        )
 
 
 @dataclass(frozen=True)
@@ -121,6 +87,19 @@ class _Prepared:
     to_query: list[str]
     store: Checkpoint | None
 
+    def take(self, stored: pa.Table | None) -> int:
+        """Use ``stored`` answers for these numbers: they leave ``to_query``. How many were new."""
+        if stored is None or stored.num_rows == 0:
+            return 0
+        found = pc.index_in(self.numbers, value_set=stored["mobile"].combine_chunks())
+        answered = stored.take(found.drop_null())
+        if self.known.num_rows:
+            answered = answered.filter(pc.invert(pc.is_in(answered["mobile"], value_set=self.known["mobile"])))
+        self.known = pa.concat_tables([self.known, answered]) if self.known.num_rows else answered
+        taken = set(answered["mobile"].to_pylist())
+        self.to_query = [n for n in self.to_query if n not in taken] if taken else self.to_query
+        return len(taken)
+
     def plan(self, budget: int | None, balance: Balance | None = None) -> Plan:
         return Plan(
             rows=self.rows,
@@ -137,32 +116,16 @@ class _Prepared:
 
 def prepare(numbers: pa.Array, rows: int, invalid: int, options: CheckOptions) -> _Prepared:
     """What the checkpoint already answers for ``numbers``, and what is left to ask."""
-    store, known, to_query = None, answers_table([]), numbers
+    prepared = _Prepared(rows, invalid, numbers, answers_table([]), numbers.to_pylist(), None)
     if options.checkpoint is not None:
-        store = Checkpoint(options.checkpoint, service=service_of(options.base_url))
-        stored = store.answers(max_age=parse_age(options.max_age))
-        found = pc.index_in(numbers, value_set=stored["mobile"].combine_chunks())
-        known = stored.take(found.drop_null())
-        to_query = numbers.filter(pc.is_null(found))
-    return _Prepared(rows, invalid, numbers, known, to_query.to_pylist(), store)
+        prepared.store = Checkpoint(options.checkpoint, service=service_of(options.base_url))
+        prepared.take(prepared.store.answers(max_age=options.max_age))
+    return prepared
 
 
 def service_of(base_url: str | None) -> str:
     """The host a checkpoint is bound to (no port: a simulator's port changes every run)."""
     return httpx.URL(resolve_base_url(base_url)).host
-
-
-def parse_age(age: timedelta | float | str | None) -> float | None:
-    """Seconds from a timedelta, a number of seconds, or text such as ``'90d'``, ``'12h'``, ``'2w'``."""
-    if age is None or isinstance(age, (int, float)):
-        return None if age is None else float(age)
-    if isinstance(age, timedelta):
-        return age.total_seconds()
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", str(age).lower())
-    if not match:
-        raise ValueError(f"max_age {age!r}: use a number of seconds or e.g. '90d', '12h', '30m', '2w'")
-    unit = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[match.group(2)]
-    return float(match.group(1)) * unit
 
 
 def _prepare_series(values: pd.Series, options: CheckOptions) -> tuple[_Prepared, np.ndarray, np.ndarray]:
@@ -174,7 +137,7 @@ async def aplan(values: pd.Series, options: CheckOptions) -> Plan:
     """What :func:`acheck` would do: counts, the checkpoint's share, the balance. Free of charge."""
     prepared, _, _ = _prepare_series(values, options)
     async with options.client() as client:
-        balance = await read_balance(client)
+        balance = await preflight(client, prepared)
     return prepared.plan(options.budget, balance)
 
 
@@ -190,6 +153,14 @@ async def read_balance(client: AsyncClient) -> Balance:
             reason=exc.reason,
             hint="",
         ) from None
+
+
+async def preflight(client: AsyncClient, prepared: _Prepared) -> Balance:
+    """The balance (free), and the checkpoint bound to the kind of service that answered it."""
+    balance = await read_balance(client)  # bad key, IP not allowed: raised here, before any paid query
+    if prepared.store is not None:
+        prepared.store.bind(bool(client.simulator))
+    return balance
 
 
 async def acheck(values: pd.Series, options: CheckOptions) -> pd.DataFrame:
@@ -212,32 +183,49 @@ def outcome(prepared: _Prepared, run: EngineResult) -> tuple[pa.Table, dict, str
 
 
 async def query(prepared: _Prepared, options: CheckOptions) -> EngineResult:
+    """Ask what is left to ask, each number once across every run sharing the checkpoint."""
+    store = prepared.store
     if not prepared.to_query:
-        return EngineResult()  # everything is answered: no request at all, no key needed
+        if store is not None and store.simulator:  # simulated answers go only to a simulator: ask it
+            async with options.client() as client:
+                await preflight(client, prepared)
+        return EngineResult()  # everything is answered: no paid request, and for real answers no key needed
     async with options.client() as client:
         started = time.monotonic()
-        balance = await read_balance(client)  # bad key, IP not allowed: raised here, before any paid query
+        balance = await preflight(client, prepared)
         round_trip = time.monotonic() - started
         _refuse_if_uncovered(prepared.plan(options.budget, balance))
-        style = {True: "bar", False: "off"}.get(options.progress, options.progress)  # type: ignore[call-overload]
-        progress = Progress(len(prepared.to_query), from_checkpoint=prepared.known.num_rows, style=style)
-        writer = prepared.store.writer() if prepared.store is not None else None
+        progress = Progress(len(prepared.to_query), from_checkpoint=prepared.known.num_rows,
+                            style=options.progress_style)  # fmt: skip
+        writer = store.writer() if store is not None else None
 
         def keep(answer: Answer) -> None:
             if writer is not None and answer.code in STORED_CODES:
                 writer.append(answer)
 
+        run, pending = EngineResult(), prepared.to_query
         try:
-            run = await query_numbers(
-                client, prepared.to_query, concurrency=options.concurrency, rate=options.rate,
-                budget=options.budget, on_answer=keep, progress=progress, ramp=min(round_trip, 1.0),
-            )  # fmt: skip
+            while pending:
+                claim = await claim_numbers(store, pending, options.max_age) if store is not None else Claim(pending)
+                progress.found(prepared.take(claim.answered))
+                try:
+                    left = None if options.budget is None else options.budget - run.paid
+                    run.add(await query_numbers(
+                        client, claim.mine, concurrency=options.concurrency, rate=options.rate, budget=left,
+                        on_answer=keep, progress=progress, ramp=min(round_trip, 1.0) if not run.answers else 0.0,
+                    ))  # fmt: skip
+                finally:
+                    claim.release()
+                if run.stopped is not None or run.budget_reached or not claim.others:
+                    break
+                await claim.wait(progress.note)
+                pending = claim.waiting_for  # answered meanwhile: taken from the checkpoint by the next claim
         finally:
             progress.close()
             if writer is not None:
                 writer.close()
-    if prepared.store is not None and run.answers and run.stopped is None:
-        prepared.store.tidy()
+    if store is not None and run.answers and run.stopped is None:
+        store.tidy()
     return run
 
 
@@ -275,16 +263,5 @@ def stopped_error(run: EngineResult, prepared: _Prepared, columns: pd.DataFrame 
         reason=exc.reason,
         hint="",
     )
-    retold.answered = len(run.answers)  # type: ignore[attr-defined]
-    retold.remaining = remaining  # type: ignore[attr-defined]
-    retold.partial = columns  # type: ignore[attr-defined]
+    retold.answered, retold.remaining, retold.partial = len(run.answers), remaining, columns
     return retold
-
-
-def with_options(options: CheckOptions | None = None, **overrides: object) -> CheckOptions:
-    """``options`` with ``overrides``; unknown names are a clear TypeError."""
-    fields = set(CheckOptions.__dataclass_fields__)
-    unknown = set(overrides) - fields
-    if unknown:
-        raise TypeError(f"unknown option(s) {', '.join(sorted(unknown))}; options are {', '.join(sorted(fields))}")
-    return replace(options or CheckOptions(), **overrides)  # type: ignore[arg-type]

@@ -29,6 +29,7 @@ from .errors import (
 __all__ = [
     "DEFAULT_BASE_URL",
     "ENDPOINT_PATHS",
+    "SIMULATOR_HEADER",
     "Balance",
     "PhoneStatus",
     "WireRequest",
@@ -38,6 +39,9 @@ __all__ = [
 ]
 
 DEFAULT_BASE_URL = "https://ps.szqxt.com"
+#: The header by which the bundled simulator says what it is (the vendor never sends it), so that
+#: a checkpoint of simulated answers is never used against a real service on the same host.
+SIMULATOR_HEADER = "x-qxt-simulator"
 ENDPOINT_PATHS = {"status": "/ssPhone_Status", "balance": "/balance"}
 Endpoint = Literal["status", "balance"]
 Method = Literal["GET", "POST"]

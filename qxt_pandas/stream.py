@@ -1,21 +1,23 @@
 """One check over a file of any size, in batches: the command line's job.
 
+Before anything is paid for, the output is opened with its final columns.
 Pass 1 reads only the number column, batch by batch, and keeps only the
 distinct valid numbers. The plan, the preflight and the queries are the
 pipeline's, as for a DataFrame. Pass 2 reads the file again, batch by batch,
 adds the result columns and writes each batch to the output, which is
 renamed into place only at the end. The export is never held in memory
-whole.
+whole, and a file that changes between the passes is refused.
 
 Example::
 
-    summary = await acheck_file(open_source("crm.csv"), "mobile", AtomicWriter("out.parquet"), options)
+    summary = check_file(open_source("crm.csv"), "mobile", AtomicWriter("out.parquet"), options)
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,13 +25,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ._sync import run_sync
 from .engine import EngineResult
 from .files import AtomicWriter, InputError, Source
 from .numbers import number_codes
-from .pipeline import CheckOptions, Plan, outcome, prepare, query, read_balance, stopped_error
+from .pipeline import CheckOptions, Plan, outcome, preflight, prepare, query, stopped_error
 from .results import RESULT_COLUMNS, build_columns
 
-__all__ = ["Summary", "acheck_file", "aplan_file"]
+__all__ = ["Summary", "check_file", "output_schema", "plan_file"]
 
 #: Arrow types of the result columns in written files (categoricals as plain text).
 OUTPUT_TYPES = {
@@ -52,6 +55,7 @@ class Summary:
     plan: Plan
     paid: int = 0
     failed: int = 0
+    unanswered: int = 0  # numbers with no answer: failed after retries, or not asked (budget)
     rows_written: int = 0
     statuses: Counter[str] = field(default_factory=Counter)
     carriers: Counter[str] = field(default_factory=Counter)
@@ -67,8 +71,9 @@ class Summary:
             "by carrier now: " + _counts(self.carriers),
             f"ported: {self.ported / answered:.1%} of answered rows" if answered else "ported: -",
         ]
-        if self.failed:
-            lines.append(f"{self.failed:,} numbers failed after retries; run again to ask for them again")
+        if self.unanswered:
+            lines.append(f"{self.unanswered:,} numbers are unanswered ({self.failed:,} failed after retries, the "
+                         "rest not asked): run again to ask for them")  # fmt: skip
         return "\n".join(lines)
 
 
@@ -82,6 +87,15 @@ def _series(array: pa.Array | pa.ChunkedArray) -> pd.Series:
             array = array.combine_chunks()
         return pd.Series(pd.arrays.ArrowStringArray(array.cast(pa.large_string())))
     return array.to_pandas()
+
+
+def _nothing() -> None:
+    pass
+
+
+def output_schema(source: Source) -> pa.Schema:
+    """The columns of the output: the input's, then the result columns."""
+    return pa.schema([*source.schema, *(pa.field(name, kind) for name, kind in OUTPUT_TYPES.items())])
 
 
 def _scan(source: Source, column: str, options: CheckOptions):
@@ -101,27 +115,49 @@ def _scan(source: Source, column: str, options: CheckOptions):
         if len(pending) >= 16:
             pending = [pc.unique(pa.concat_arrays(pending))]
     numbers = pc.unique(pa.concat_arrays(pending)) if pending else pa.array([], pa.string())
+    _refuse_if_changed(source, "while it was being read")
     return prepare(numbers, rows, invalid, options)
 
 
-async def aplan_file(source: Source, column: str, options: CheckOptions) -> Plan:
+def _refuse_if_changed(source: Source, when: str) -> None:
+    if not source.unchanged():
+        raise InputError(
+            f"{source.path} changed {when} (an export still being written?). No output was written; run "
+            "again once the file is complete."
+        )
+
+
+def plan_file(source: Source, column: str, options: CheckOptions) -> Plan:
     """The plan for a file, with the balance. Spends nothing."""
     prepared = _scan(source, column, options)
-    async with options.client() as client:
-        return prepared.plan(options.budget, await read_balance(client))
+
+    async def balance():
+        async with options.client() as client:
+            return await preflight(client, prepared)
+
+    return prepared.plan(options.budget, run_sync(balance()))
 
 
-async def acheck_file(source: Source, column: str, output: AtomicWriter, options: CheckOptions) -> Summary:
-    """Check ``column`` of ``source`` and write every row with its results to ``output``."""
+def check_file(
+    source: Source, column: str, output: AtomicWriter, options: CheckOptions, on_scanned: Callable[[], None] = _nothing
+) -> Summary:
+    """Check ``column`` of ``source`` and write every row with its results to ``output``.
+
+    Runs in the caller's thread except for the queries, so Ctrl-C stops the writing at once.
+    ``on_scanned`` is called when everything that can be checked for free has been.
+    """
     started = time.monotonic()
-    prepared = _scan(source, column, options)
-    summary = Summary(prepared.plan(options.budget))
-    run: EngineResult = await query(prepared, options)
-    if run.stopped is not None:
-        raise stopped_error(run, prepared, None)  # no output: it would be incomplete
-    answers, failures, not_asked = outcome(prepared, run)
-    summary.paid, summary.failed = run.paid, len(run.failures)
+    output.open(output_schema(source))  # before paying: the output can be written, with these columns
     try:
+        prepared = _scan(source, column, options)
+        on_scanned()
+        summary = Summary(prepared.plan(options.budget))
+        run: EngineResult = run_sync(query(prepared, options))
+        if run.stopped is not None:
+            raise stopped_error(run, prepared, None)  # no output: it would be incomplete
+        answers, failures, not_asked = outcome(prepared, run)
+        summary.paid, summary.failed = run.paid, len(run.failures)
+        summary.unanswered = len(prepared.to_query) - len(run.answers)
         for table in source.tables():
             codes, numbers, reasons = number_codes(_series(table.column(column)))
             columns = build_columns(pd.RangeIndex(len(codes)), codes, numbers, reasons, answers, failures, not_asked)
@@ -129,6 +165,11 @@ async def acheck_file(source: Source, column: str, output: AtomicWriter, options
             for name, kind in OUTPUT_TYPES.items():
                 table = table.append_column(name, pa.array(columns[name].array).cast(kind))
             output.write(table)
+        if output.rows != prepared.rows:
+            raise InputError(f"{source.path} has {output.rows:,} rows now and had {prepared.rows:,} when its numbers "
+                             "were read (an export still being written?). No output was written; run again once "
+                             "the file is complete.")  # fmt: skip
+        _refuse_if_changed(source, "while the output was written")
         output.commit()
     except BaseException:
         output.discard()

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterable
 from urllib.parse import parse_qsl
 
+from ..protocol import SIMULATOR_HEADER
 from . import _answers as A
 from ._state import DEMO_APIKEY, DEMO_POSTPAID_APIKEY, POSTPAID, PREPAID, Account, Charge, Faults, Ledger
 
@@ -207,7 +208,11 @@ def _form(body: bytes, scope) -> dict[str, str]:
 
 
 def _headers(content_type: str, length: int) -> list[tuple[bytes, bytes]]:
-    return [(b"content-type", content_type.encode()), (b"content-length", str(length).encode())]
+    return [
+        (b"content-type", content_type.encode()),
+        (b"content-length", str(length).encode()),
+        (SIMULATOR_HEADER.encode(), b"1"),  # what it is: its answers are not the vendor's
+    ]
 
 
 async def _send(send, status: int, text: str, content_type: str) -> None:

@@ -1,0 +1,128 @@
+"""Who is asking which numbers right now, so that runs sharing a checkpoint never pay twice.
+
+Before a run pays for numbers it claims them. Holding ``claims.lock`` for
+milliseconds, it reads what other writers stored since it loaded the
+checkpoint and the live claims of other runs, then writes its own claim
+(``claim-<time>-<pid>-<id>.txt``: who, then one number a line) of the numbers
+that nobody answered and nobody else is asking, and keeps it locked
+(``flock``) while it asks them. Numbers another run is asking are not asked
+again: the run waits for that claim to end, takes the answers from the
+checkpoint, and claims whatever is still unanswered (a failure, or a run that
+stopped). A run ends its claim as soon as it has asked its numbers, before it
+waits for anyone else's, so two runs never wait on each other; the kernel
+ends a killed run's claim by dropping its lock.
+
+Tasks of one Dask or Spark job ask disjoint numbers, so their claims never
+overlap and none of them waits.
+
+Example::
+
+    claim = await claim_numbers(store, ["13972565391"], max_age=None)
+    try:
+        ...  # ask claim.mine
+    finally:
+        claim.release()
+    await claim.wait(say=print)  # then claim the numbers others were asking
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ._locks import alock, held_elsewhere, open_locked
+from .checkpoint import Checkpoint, unwritable
+
+__all__ = ["Claim", "claim_numbers"]
+
+#: How often a waiting run looks whether the claims it waits for have ended (seconds).
+POLL = 0.2
+
+
+@dataclass
+class Claim:
+    """The outcome of claiming: what this run may ask, what others answered, whom it waits for."""
+
+    mine: list[str]
+    answered: pa.Table | None = None  # stored by others since this run loaded, for its numbers
+    others: dict[Path, tuple[str, list[str]]] = field(default_factory=dict)  # claim -> (owner, numbers)
+    _fd: int = -1
+    _path: Path | None = None
+
+    @property
+    def waiting_for(self) -> list[str]:
+        """The numbers this run needs that other runs are asking."""
+        return [n for _, numbers in self.others.values() for n in numbers]
+
+    def release(self) -> None:
+        """End this run's claim (idempotent): the numbers in it are asked, or given up."""
+        if self._fd >= 0:
+            if self._path is not None:
+                self._path.unlink(missing_ok=True)
+            os.close(self._fd)
+            self._fd = -1
+
+    async def wait(self, say: Callable[[str], None]) -> None:
+        """Return when every claim this run waits for has ended (polls; cancellable)."""
+        for path, (owner, numbers) in self.others.items():
+            if held_elsewhere(path):
+                say(f"waiting for another run on this checkpoint ({owner}), which is asking {len(numbers):,} "
+                    "of these numbers; its answers will be used, not paid for again")  # fmt: skip
+            while held_elsewhere(path):
+                await asyncio.sleep(POLL)
+
+
+async def claim_numbers(store: Checkpoint, numbers: list[str], max_age: float | None) -> Claim:
+    """Claim those of ``numbers`` that nobody has answered since ``store`` was loaded and nobody is asking."""
+    async with alock(store.path / "claims.lock"):  # nothing below awaits: held for milliseconds
+        pending = pa.array(numbers, pa.string())
+        fresh = store.refresh(max_age)
+        answered = fresh.filter(pc.is_in(fresh["mobile"], value_set=pending))
+        pending = pending.filter(pc.invert(pc.is_in(pending, value_set=answered["mobile"])))
+        claim = Claim([], answered)
+        for path in sorted(store.path.glob("claim-*.txt")):
+            if not held_elsewhere(path):
+                path.unlink(missing_ok=True)  # its run is gone (killed); so is its claim
+                continue
+            owner, theirs = _read_claim(path)
+            taken = pc.is_in(pending, value_set=pa.array(theirs, pa.string()))
+            if pc.any(taken).as_py():
+                claim.others[path] = (owner, pending.filter(taken).to_pylist())
+                pending = pending.filter(pc.invert(taken))
+        claim.mine = pending.to_pylist()
+        if claim.mine:
+            _write_claim(store.path, claim)
+        store.sweep()
+        return claim
+
+
+def _write_claim(directory: Path, claim: Claim) -> None:
+    path = directory / f"claim-{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.txt"
+    owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    try:
+        fd = open_locked(path)
+        os.write(fd, (json.dumps(owner) + "\n" + "\n".join(claim.mine) + "\n").encode())
+    except OSError as exc:
+        raise unwritable(directory, exc) from None
+    claim._fd, claim._path = fd, path
+
+
+def _read_claim(path: Path) -> tuple[str, list[str]]:
+    """Who holds a claim (for messages) and its numbers."""
+    try:
+        head, _, body = path.read_bytes().partition(b"\n")
+        owner = json.loads(head)
+        who = f"pid {owner['pid']} on {owner['host']}, started {owner['started']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "an unknown process", []
+    return who, body.decode("ascii", errors="replace").split()

@@ -1,0 +1,149 @@
+"""Every option of a check, validated once, in one place, before any request.
+
+The accessor, the command, Dask and Spark all build a :class:`CheckOptions`;
+its ``__post_init__`` refuses a value that would re-pay, run wild or hang
+(``max_age=-5``, ``concurrency=0``, ``rate=nan``, ``timeout=-1`` …) with a
+``ValueError`` naming the option and what is allowed. The API key is wrapped
+in a :class:`~qxt_pandas._secret.Secret` here, so no repr, traceback local or
+log line can show it.
+
+Example::
+
+    options = CheckOptions(checkpoint="runs/crm.qxt", concurrency=32, max_age="90d")
+    options.max_age          # 7776000.0 (seconds)
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import re
+from dataclasses import dataclass, fields, replace
+from datetime import timedelta
+from typing import Any
+
+import httpx
+
+from ._secret import Secret, hide_key
+from .client import DEFAULT_BACKOFF, DEFAULT_RETRIES, DEFAULT_TIMEOUT, AsyncClient, check_base_url
+
+__all__ = ["PROGRESS_STYLES", "CheckOptions", "parse_age", "with_options"]
+
+#: What ``progress=`` accepts, and the style each means.
+PROGRESS_STYLES = {True: "bar", False: "off", "bar": "bar", "log": "log", "off": "off"}
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    """Every option of a check, with the defaults the accessor and the command share.
+
+    ``max_age`` is stored in seconds whatever form it was given in.
+    """
+
+    apikey: Secret | str | None = None
+    base_url: str | None = None
+    concurrency: int = 64
+    rate: float | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    retries: int = DEFAULT_RETRIES
+    backoff: float = DEFAULT_BACKOFF
+    checkpoint: str | os.PathLike[str] | None = None
+    max_age: timedelta | float | str | None = None
+    budget: int | None = None
+    progress: bool | str = True  # True/"bar", "log" (plain lines, for ETL logs), False/"off"
+    transport: httpx.AsyncBaseTransport | None = None  # e.g. SimulatorTransport, for tests
+
+    def __post_init__(self) -> None:
+        if self.apikey is not None and not isinstance(self.apikey, Secret):
+            object.__setattr__(self, "apikey", Secret.wrap(self.apikey))
+        _whole("concurrency", self.concurrency, minimum=1)
+        _whole("retries", self.retries, minimum=0)
+        if self.budget is not None:
+            _whole("budget", self.budget, minimum=0)
+        if self.rate is not None:
+            _real("rate", self.rate, "a number of requests per second > 0, or None for no limit", positive=True)
+        _real("timeout", self.timeout, "a number of seconds > 0", positive=True)
+        _real("backoff", self.backoff, "a number of seconds >= 0", positive=False)
+        object.__setattr__(self, "max_age", parse_age(self.max_age))
+        if not isinstance(self.progress, (bool, str)) or self.progress not in PROGRESS_STYLES:
+            raise ValueError(f"progress={self.progress!r}: use True, False, 'bar', 'log' or 'off'")
+        if self.checkpoint is not None and not isinstance(self.checkpoint, (str, os.PathLike)):
+            raise ValueError(f"checkpoint={self.checkpoint!r}: use a directory path (str or pathlib.Path) or None")
+        if self.transport is not None and not isinstance(self.transport, httpx.AsyncBaseTransport):
+            raise ValueError("transport: use an httpx.AsyncBaseTransport (e.g. SimulatorTransport(sim)) or None")
+        check_base_url(self.base_url)
+
+    def __repr__(self) -> str:  # apikey hidden
+        shown = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "apikey"}
+        return f"CheckOptions({', '.join(f'{k}={v!r}' for k, v in shown.items() if v is not None)})"
+
+    def __reduce__(self):
+        # Dask and Spark ship options to workers in a pickle; the key goes with them, by design
+        # (docs/dask.md says how to keep it in the workers' environment instead).
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        if isinstance(self.apikey, Secret):
+            values["apikey"] = self.apikey.reveal()
+        return (_rebuild, (values,))
+
+    @property
+    def progress_style(self) -> str:
+        """``"bar"``, ``"log"`` or ``"off"``."""
+        return PROGRESS_STYLES[self.progress]
+
+    def client(self) -> AsyncClient:
+        return AsyncClient(
+            self.apikey,
+            base_url=self.base_url,
+            timeout=self.timeout,
+            retries=self.retries,
+            backoff=self.backoff,
+            max_connections=self.concurrency,
+            transport=self.transport,
+        )
+
+
+def _rebuild(values: dict[str, Any]) -> CheckOptions:
+    return CheckOptions(**values)
+
+
+def _whole(name: str, value: object, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name}={value!r}: use a whole number >= {minimum}")
+
+
+def _real(name: str, value: object, allowed: str, *, positive: bool) -> None:
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (positive and value == 0):  # type: ignore[operator]
+        raise ValueError(f"{name}={value!r}: use {allowed}")
+
+
+def parse_age(age: timedelta | float | str | None) -> float | None:
+    """Seconds from a timedelta, a number of seconds, or text such as ``'90d'``, ``'12h'``, ``'2w'``.
+
+    Negative, infinite or NaN ages are refused: they would re-ask (and re-pay) every stored answer.
+    """
+    if age is None:
+        return None
+    if isinstance(age, timedelta):
+        seconds = age.total_seconds()
+    elif isinstance(age, numbers.Real) and not isinstance(age, bool):
+        seconds = float(age)
+    else:
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", str(age).lower())
+        if not match:
+            raise ValueError(f"max_age={age!r}: use a number of seconds >= 0, a timedelta, or e.g. '90d', '12h', '2w'")
+        seconds = float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[match.group(2)]
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"max_age={age!r}: an age must be >= 0 and finite (None: answers never expire)")
+    return seconds
+
+
+def with_options(options: CheckOptions | None = None, **overrides: Any) -> CheckOptions:
+    """``options`` with ``overrides``; unknown names are a clear TypeError, bad values a ValueError."""
+    hide_key(overrides)  # first: nothing below may raise with the raw key in a frame's locals
+    names = {f.name for f in fields(CheckOptions)}
+    unknown = set(overrides) - names
+    if unknown:
+        raise TypeError(f"unknown option(s) {', '.join(sorted(unknown))}; options are {', '.join(sorted(names))}")
+    return replace(options or CheckOptions(), **overrides)
