@@ -135,8 +135,9 @@ class AsyncClient:
         self._headers = httpx.Headers({"User-Agent": "qxt-pandas", "Accept": "application/json"})
         self._form_headers = httpx.Headers({**self._headers, "Content-Type": "application/x-www-form-urlencoded"})
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(base_url={self.base_url!r}, method={self.method!r}, apikey=***)"
+    def __repr__(self) -> str:  # also for a half-built client, as a verbose traceback shows it
+        base_url, method = getattr(self, "base_url", None), getattr(self, "method", None)
+        return f"{type(self).__name__}(base_url={base_url!r}, method={method!r}, apikey=***)"
 
     async def status(self, mobile: str) -> PhoneStatus:
         """The status of one mobile number; raises a :class:`NumberError` for per-number answers."""
@@ -240,7 +241,8 @@ class Client:
         self._runner = LoopThread("qxt-client")
 
     def __repr__(self) -> str:
-        return repr(self._async).replace("AsyncClient", "Client", 1)
+        inner = getattr(self, "_async", None)
+        return repr(inner).replace("AsyncClient", "Client", 1) if inner else "Client(apikey=***)"
 
     @property
     def base_url(self) -> str:

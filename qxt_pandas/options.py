@@ -57,15 +57,17 @@ class CheckOptions:
     def __post_init__(self) -> None:
         if self.apikey is not None and not isinstance(self.apikey, Secret):
             object.__setattr__(self, "apikey", Secret.wrap(self.apikey))
-        _whole("concurrency", self.concurrency, minimum=1)
-        _whole("retries", self.retries, minimum=0)
-        if self.budget is not None:
-            _whole("budget", self.budget, minimum=0)
-        if self.rate is not None:
-            _real("rate", self.rate, "a number of requests per second > 0, or None for no limit", positive=True)
-        _real("timeout", self.timeout, "a number of seconds > 0", positive=True)
-        _real("backoff", self.backoff, "a number of seconds >= 0", positive=False)
-        object.__setattr__(self, "max_age", parse_age(self.max_age))
+        checked = {
+            "concurrency": _whole("concurrency", self.concurrency, minimum=1),
+            "retries": _whole("retries", self.retries, minimum=0),
+            "budget": None if self.budget is None else _whole("budget", self.budget, minimum=0),
+            "rate": None if self.rate is None else _real("rate", self.rate, "requests per second > 0, or None"),
+            "timeout": _real("timeout", self.timeout, "a number of seconds > 0"),
+            "backoff": _real("backoff", self.backoff, "a number of seconds >= 0", zero=True),
+            "max_age": parse_age(self.max_age),
+        }
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
         if not isinstance(self.progress, (bool, str)) or self.progress not in PROGRESS_STYLES:
             raise ValueError(f"progress={self.progress!r}: use True, False, 'bar', 'log' or 'off'")
         if self.checkpoint is not None and not isinstance(self.checkpoint, (str, os.PathLike)):
@@ -107,15 +109,18 @@ def _rebuild(values: dict[str, Any]) -> CheckOptions:
     return CheckOptions(**values)
 
 
-def _whole(name: str, value: object, *, minimum: int) -> None:
+def _whole(name: str, value: object, *, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name}={value!r}: use a whole number >= {minimum}")
+    return int(value)
 
 
-def _real(name: str, value: object, allowed: str, *, positive: bool) -> None:
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or (positive and value == 0):  # type: ignore[operator]
-        raise ValueError(f"{name}={value!r}: use {allowed}")
+def _real(name: str, value: object, allowed: str, *, zero: bool = False) -> float:
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        number = float(value)
+        if math.isfinite(number) and (number > 0 or (zero and number == 0)):
+            return number
+    raise ValueError(f"{name}={value!r}: use {allowed}")
 
 
 def parse_age(age: timedelta | float | str | None) -> float | None:

@@ -115,16 +115,16 @@ def _scan(source: Source, column: str, options: CheckOptions):
         if len(pending) >= 16:
             pending = [pc.unique(pa.concat_arrays(pending))]
     numbers = pc.unique(pa.concat_arrays(pending)) if pending else pa.array([], pa.string())
-    _refuse_if_changed(source, "while it was being read")
+    if not source.unchanged():
+        raise _changed(source)
     return prepare(numbers, rows, invalid, options)
 
 
-def _refuse_if_changed(source: Source, when: str) -> None:
-    if not source.unchanged():
-        raise InputError(
-            f"{source.path} changed {when} (an export still being written?). No output was written; run "
-            "again once the file is complete."
-        )
+def _changed(source: Source, detail: str = "") -> InputError:
+    return InputError(
+        f"{source.path} changed while it was being checked{detail} (an export still being written?). "
+        "No output was written; run again once the file is complete."
+    )
 
 
 def plan_file(source: Source, column: str, options: CheckOptions) -> Plan:
@@ -165,11 +165,8 @@ def check_file(
             for name, kind in OUTPUT_TYPES.items():
                 table = table.append_column(name, pa.array(columns[name].array).cast(kind))
             output.write(table)
-        if output.rows != prepared.rows:
-            raise InputError(f"{source.path} has {output.rows:,} rows now and had {prepared.rows:,} when its numbers "
-                             "were read (an export still being written?). No output was written; run again once "
-                             "the file is complete.")  # fmt: skip
-        _refuse_if_changed(source, "while the output was written")
+        if output.rows != prepared.rows or not source.unchanged():
+            raise _changed(source, f"; it has {output.rows:,} rows now, {prepared.rows:,} when its numbers were read")
         output.commit()
     except BaseException:
         output.discard()

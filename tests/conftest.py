@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -27,6 +31,29 @@ FENCED_KEY = "ip-fenced-key-000000000000000000"
 assert all(len(k) == 32 for k in (SECRET, POSTPAID_KEY, EMPTY_KEY, FENCED_KEY))
 
 GOOD = "13972565391"  # 正常 in the simulator (see test_simulator for how that is known)
+SAMPLE = Path(__file__).resolve().parents[1] / "sample_data" / "crm_export.csv"
+
+
+def qxt(*args: object, key: str | None = SECRET, timeout: float = 120, **popen) -> subprocess.CompletedProcess:
+    """The qxt command in a subprocess, the key in its environment; asserts no key shows in its output."""
+    env = {k: v for k, v in os.environ.items() if k not in ("QXT_APIKEY", "QXT_BASE_URL")}
+    if key is not None:
+        env["QXT_APIKEY"] = key
+    result = subprocess.run([sys.executable, "-m", "qxt_pandas.cli", *map(str, args)], env=env,
+                            capture_output=True, text=True, timeout=timeout, **popen)  # fmt: skip
+    for key_like in (SECRET, FENCED_KEY):
+        assert key_like not in result.stdout + result.stderr  # the key is in no output, ever
+    return result
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 30.0) -> bool:
+    """Poll ``condition`` until it is true or ``timeout`` passes (tests never sleep a fixed time)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.002)
+    return True
 
 
 def make_simulator(**knobs) -> Simulator:
@@ -104,3 +131,26 @@ def connect(request, sim: Simulator) -> Iterator[Callable[..., SyncFace]]:
         yield factory
         for face in made:
             face.close()
+
+
+@contextlib.contextmanager
+def read_only(directory: Path) -> Iterator[Path]:
+    """``directory`` made unwritable, even for root (the immutable flag); skips the test where neither works."""
+    immutable = (
+        os.geteuid() == 0 and subprocess.run(["chattr", "+i", str(directory)], capture_output=True).returncode == 0
+    )
+    if not immutable:
+        os.chmod(directory, 0o555)
+    try:
+        probe = directory / ".probe"
+        try:
+            probe.write_text("x")
+        except OSError:
+            yield directory
+            return
+        probe.unlink()
+        pytest.skip("cannot make a directory read-only here (root without chattr)")
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(directory)], check=True)
+        os.chmod(directory, 0o755)

@@ -7,26 +7,12 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import FENCED_KEY, SECRET, make_simulator
+from conftest import FENCED_KEY, SAMPLE, SECRET, make_simulator, qxt
 
 from qxt_pandas.simulator import SimulatorTransport, serve
-
-SAMPLE = Path(__file__).resolve().parents[1] / "sample_data" / "crm_export.csv"
-
-
-def qxt(*args: str, key: str | None = SECRET, timeout: float = 120, **popen) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("QXT_APIKEY", "QXT_BASE_URL")}
-    if key is not None:
-        env["QXT_APIKEY"] = key
-    result = subprocess.run([sys.executable, "-m", "qxt_pandas.cli", *map(str, args)], env=env,
-                            capture_output=True, text=True, timeout=timeout, **popen)  # fmt: skip
-    for key_like in (SECRET, FENCED_KEY):
-        assert key_like not in result.stdout + result.stderr  # the key is in no output, ever
-    return result
 
 
 @pytest.fixture(scope="module")

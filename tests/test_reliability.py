@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import FENCED_KEY, SECRET, make_simulator
+from conftest import FENCED_KEY, SECRET, make_simulator, wait_for
 
 import qxt_pandas  # noqa: F401
 from qxt_pandas import errors as E
@@ -48,15 +48,6 @@ def same_results(a: pd.DataFrame, b: pd.DataFrame) -> None:
     pd.testing.assert_frame_equal(
         a.drop(columns="qxt_checked_at").astype(object), b.drop(columns="qxt_checked_at").astype(object)
     )
-
-
-def wait_for(condition, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.002)
-    return True
 
 
 def test_kill_9_at_random_moments_then_a_run_to_the_end(tmp_path: Path):
