@@ -44,76 +44,32 @@ import contextlib
 import io
 import json
 import os
-import threading
 import time
 import uuid
-import warnings
 import zlib
-from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
-from ._locks import held_elsewhere, lock, open_locked, try_lock
+from ._locks import held_elsewhere, lock, try_lock
 from .errors import CheckpointError
+from .journal import (
+    ANSWER_SCHEMA,
+    DAMAGED,
+    STORED_CODES,
+    Answer,
+    JournalWriter,
+    answers_table,
+    read_journal,
+    unwritable,
+    warn_once,
+)
 
-__all__ = ["ANSWER_SCHEMA", "STORED_CODES", "Answer", "Checkpoint"]
+__all__ = ["ANSWER_SCHEMA", "STORED_CODES", "Answer", "Checkpoint", "answers_table", "unwritable"]
 
 FORMAT = 2
-#: Codes that are answers about the number itself, kept so they are never asked again.
-#: (1 is not: it usually means the request, not the number, was wrong.)
-STORED_CODES = frozenset({0, -2, -3, -4})
-#: A journal is fsynced at least this often while answers arrive (the power-loss bound, seconds).
-SYNC_EVERY = 1.0
-
-ANSWER_SCHEMA = pa.schema(
-    [
-        ("mobile", pa.string()),
-        ("code", pa.int16()),
-        ("Status", pa.string()),
-        ("Area", pa.string()),
-        ("Is_MNP", pa.bool_()),
-        ("Init_isp", pa.string()),
-        ("Now_isp", pa.string()),
-        ("reason", pa.string()),
-        ("checked_at", pa.float64()),  # seconds since the epoch, UTC
-    ]
-)
-_KEYS = ANSWER_SCHEMA.names
-_TEXT = ("Status", "Area", "Init_isp", "Now_isp", "reason")
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """One number's answer as stored: the vendor's fields, its code and reason, and when."""
-
-    mobile: str
-    code: int
-    Status: str | None = None
-    Area: str | None = None
-    Is_MNP: bool | None = None
-    Init_isp: str | None = None
-    Now_isp: str | None = None
-    reason: str | None = None
-    checked_at: float = 0.0
-
-    def line(self) -> bytes:
-        return (json.dumps(dict(zip(_KEYS, self.values(), strict=True)), ensure_ascii=False) + "\n").encode()
-
-    def values(self) -> tuple:
-        return tuple(getattr(self, k) for k in _KEYS)
-
-
-def answers_table(answers: Iterable[Answer]) -> pa.Table:
-    """A list of answers as a table in :data:`ANSWER_SCHEMA`."""
-    columns = list(zip(*(a.values() for a in answers), strict=True)) or [[] for _ in _KEYS]
-    return pa.table([pa.array(col, type=f.type) for col, f in zip(columns, ANSWER_SCHEMA, strict=True)],
-                    schema=ANSWER_SCHEMA)  # fmt: skip
 
 
 class Checkpoint:
@@ -209,7 +165,7 @@ class Checkpoint:
                     tables.append(self._read_part(self.path / name))
                     self._seen[name] = -1
                 elif name.startswith("journal-") and name.endswith(".jsonl"):
-                    table, self._seen[name] = _read_journal(self.path / name, self._seen.get(name, 0))
+                    table, self._seen[name] = read_journal(self.path / name, self._seen.get(name, 0))
                     tables.append(table)
             self._seen = {name: seen for name, seen in self._seen.items() if name in names}
         found = [t for t in tables if t is not None and t.num_rows]
@@ -232,7 +188,7 @@ class Checkpoint:
         except FileNotFoundError:
             return None  # only without flock (Windows): compacted away while listed
         except (OSError, ValueError, pa.ArrowException) as exc:
-            _warn_once(path, f"Checkpoint file {path} cannot be used ({exc}); it is kept, and the numbers only it "
+            warn_once(path, f"Checkpoint file {path} cannot be used ({exc}); it is kept, and the numbers only it "
                              "held will be asked again.")  # fmt: skip
             return None
 
@@ -269,7 +225,7 @@ class Checkpoint:
             if not journals:
                 return False
             parts = sorted(self.path.glob("part-*.parquet"))
-            read = [(f, self._read_part(f)) for f in parts] + [(j, _read_journal(j, 0)[0]) for j in journals]
+            read = [(f, self._read_part(f)) for f in parts] + [(j, read_journal(j, 0)[0]) for j in journals]
             folded = [(f, t) for f, t in read if t is not None]
             merged = _newest_per_number(pa.concat_tables([t for _, t in folded]))
             buffer = io.BytesIO()
@@ -277,7 +233,7 @@ class Checkpoint:
             data = buffer.getvalue()
             name = f"part-{time.time_ns()}-{uuid.uuid4().hex[:8]}-{zlib.crc32(data):08x}.parquet"
             tmp = _durable_tmp(self.path / name, data)
-            damaged = [f for f, t in read if t is None and f.exists()] + [f for f, _ in folded if f in _DAMAGED]
+            damaged = [f for f, t in read if t is None and f.exists()] + [f for f, _ in folded if f in DAMAGED]
             with lock(self.path / "read.lock"):  # readers see the old files or the new part, never neither
                 os.replace(tmp, self.path / name)
                 for f, _ in folded:
@@ -287,151 +243,6 @@ class Checkpoint:
                     _set_aside(f)
                 _fsync_dir(self.path)
             return True
-
-
-class JournalWriter:
-    """Appends answers to this writer's own journal, one ``os.write`` each; fsynced at least once a second."""
-
-    def __init__(self, directory: Path, *, sync_every: float = SYNC_EVERY) -> None:
-        self.path = directory / f"journal-{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
-        self.count = 0
-        self.sync_every = sync_every
-        self._fd = -1
-        self._dirty = False
-        self._closed = threading.Event()
-        self._syncer: threading.Thread | None = None
-
-    def append(self, answer: Answer) -> None:
-        """Make ``answer`` durable against a crash of this process (microseconds), and within a second on disk."""
-        if self._fd < 0:
-            self._open()
-        os.write(self._fd, answer.line())
-        self._dirty = True
-        self.count += 1
-
-    def _open(self) -> None:
-        try:
-            self._fd = open_locked(self.path)
-        except OSError as exc:
-            raise unwritable(self.path.parent, exc) from None
-        self._syncer = threading.Thread(target=self._sync_loop, name="qxt-journal-fsync", daemon=True)
-        self._syncer.start()
-
-    def _sync_loop(self) -> None:  # off the hot path: the event loop never waits for the disk
-        while not self._closed.wait(self.sync_every):
-            if self._dirty:
-                self._dirty = False
-                with contextlib.suppress(OSError):
-                    os.fsync(self._fd)
-
-    def close(self) -> None:
-        self._closed.set()
-        if self._syncer is not None:
-            self._syncer.join()
-            self._syncer = None
-        if self._fd >= 0:
-            with contextlib.suppress(OSError):
-                os.fsync(self._fd)
-            os.close(self._fd)
-            self._fd = -1
-
-    def __enter__(self) -> JournalWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def unwritable(path: Path, exc: OSError) -> CheckpointError:
-    """The error for a checkpoint this process cannot write to (running again will not help)."""
-    return CheckpointError(
-        f"Cannot write to the checkpoint {path} ({exc.strerror or exc}). Running again will not help: make it "
-        "writable or choose another checkpoint path."
-    )
-
-
-# Journals in which damaged lines were skipped: compaction sets them aside rather than deleting them.
-_DAMAGED: set[Path] = set()
-
-
-def _read_journal(path: Path, offset: int) -> tuple[pa.Table | None, int]:
-    """A journal's complete lines from ``offset`` on, and the offset after them (a torn last line waits)."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            data = f.read()
-    except FileNotFoundError:
-        return None, offset
-    except OSError as exc:
-        _warn_once(path, f"Checkpoint journal {path} cannot be read ({exc.strerror}); it is kept.")
-        return None, offset
-    data = data[: data.rfind(b"\n") + 1]
-    if not data:
-        return None, offset
-    if not _as_written(data):  # Arrow's JSON reader is fast but not safe on damaged input: read it by hand
-        return _read_journal_line_by_line(path, data), offset + len(data)
-    options = pa_json.ParseOptions(explicit_schema=ANSWER_SCHEMA, unexpected_field_behavior="ignore")
-    return pa_json.read_json(io.BytesIO(data), parse_options=options), offset + len(data)
-
-
-_TEXT_OR_NULL = r'(?:null|"(?:[^"\\]|\\.)*")'
-#: A journal line exactly as ``Answer.line`` writes it. Only data in which every line matches goes
-#: to Arrow's JSON reader: a stray ``null`` line crashes that reader (apache/arrow#47409, a segfault).
-_LINE = (
-    r'^\{"mobile": "[0-9]{11}", "code": (?:' + "|".join(map(str, sorted(STORED_CODES))) + r'), "Status": '
-    + _TEXT_OR_NULL + r', "Area": ' + _TEXT_OR_NULL + r', "Is_MNP": (?:null|true|false), "Init_isp": '
-    + _TEXT_OR_NULL + r', "Now_isp": ' + _TEXT_OR_NULL + r', "reason": ' + _TEXT_OR_NULL
-    + r', "checked_at": [0-9][0-9.eE+-]*\}\n$'
-)  # fmt: skip
-
-
-def _as_written(data: bytes) -> bool:
-    """Whether every line of ``data`` (complete lines) is valid UTF-8 in the writer's exact shape."""
-    ends = np.flatnonzero(np.frombuffer(data, np.uint8) == 10) + 1
-    offsets = pa.py_buffer(np.concatenate([[0], ends]).astype(np.int64))
-    lines = pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(ends), [None, offsets, pa.py_buffer(data)])
-    try:
-        text = lines.view(pa.large_string())
-        text.validate(full=True)
-    except pa.ArrowInvalid:
-        return False
-    return bool(pc.all(pc.match_substring_regex(text, _LINE)).as_py())
-
-
-def _read_journal_line_by_line(path: Path, data: bytes) -> pa.Table:
-    answers, bad = [], 0
-    for line in data.splitlines():
-        answer = _parse_line(line)
-        if answer is None:
-            bad += bool(line.strip())
-        else:
-            answers.append(answer)
-    if bad:
-        _DAMAGED.add(path)
-        _warn_once(path, f"Checkpoint journal {path}: {bad} damaged line(s) skipped; the other {len(answers)} "
-                         "answers are used, and the numbers on damaged lines will be asked again.")  # fmt: skip
-    return answers_table(answers)
-
-
-def _parse_line(line: bytes) -> Answer | None:
-    """One journal line as an Answer, or None when it is not exactly what a writer writes."""
-    try:
-        row = json.loads(line)
-    except ValueError:
-        return None
-    if not isinstance(row, dict):
-        return None
-    mobile, code, mnp, at = row.get("mobile"), row.get("code"), row.get("Is_MNP"), row.get("checked_at")
-    if not (isinstance(mobile, str) and len(mobile) == 11 and mobile.isascii() and mobile.isdigit()):
-        return None
-    if isinstance(code, bool) or not isinstance(code, int) or code not in STORED_CODES:
-        return None
-    if not (mnp is None or isinstance(mnp, bool)) or isinstance(at, bool) or not isinstance(at, (int, float)):
-        return None
-    if not all(row.get(k) is None or isinstance(row.get(k), str) for k in _TEXT):
-        return None
-    return Answer(mobile, code, *(row.get(k) for k in ("Status", "Area")), mnp,
-                  *(row.get(k) for k in ("Init_isp", "Now_isp", "reason")), float(at))  # fmt: skip
 
 
 def _newest_per_number(table: pa.Table) -> pa.Table:
@@ -460,18 +271,8 @@ def _set_aside(path: Path) -> None:
     aside = path.parent / "damaged"
     aside.mkdir(exist_ok=True)
     os.replace(path, aside / path.name)
-    _DAMAGED.discard(path)
-    _warn_once(path, f"Checkpoint file {path.name} was damaged: moved to {aside} (kept for recovery, no longer read).")
-
-
-_warned: set[tuple[str, str]] = set()
-
-
-def _warn_once(path: Path, message: str) -> None:
-    """One warning per file and message in a process, however many loads meet it."""
-    if (str(path), message) not in _warned:
-        _warned.add((str(path), message))
-        warnings.warn(message, RuntimeWarning, stacklevel=4)
+    DAMAGED.discard(path)
+    warn_once(path, f"Checkpoint file {path.name} was damaged: moved to {aside} (kept for recovery, no longer read).")
 
 
 def _durable_tmp(path: Path, data: bytes) -> Path:
