@@ -26,7 +26,9 @@ __all__ = ["DataFrameAccessor", "SeriesAccessor"]
 
 _OPTIONS_DOC = """
     Options (keywords): ``apikey`` (default ``$QXT_APIKEY``), ``base_url``
-    (default ``$QXT_BASE_URL``, then the vendor), ``concurrency`` (64),
+    (default ``$QXT_BASE_URL``, then the vendor), ``concurrency`` ("auto":
+    adapt to the service's push-back, up to ``max_concurrency``, 128; or a
+    fixed number), ``patience`` (300 s of nothing but push-back ends a run),
     ``rate`` (requests/s, unlimited), ``timeout`` (10 s), ``retries`` (3),
     ``checkpoint`` (a directory; resume and never pay twice), ``max_age``
     (re-ask stored answers older than this: seconds, timedelta or '90d'),

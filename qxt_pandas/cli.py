@@ -14,6 +14,8 @@ from pathlib import Path
 from . import __version__
 from ._secret import Secret
 from ._sync import run_sync
+from .concurrency import AUTO, MAX_CONCURRENCY
+from .engine import DEFAULT_PATIENCE
 from .errors import (
     CheckpointError,
     ConfigurationError,
@@ -81,7 +83,21 @@ def _parser() -> argparse.ArgumentParser:
                        "beside it)")  # fmt: skip
     check.add_argument("--no-checkpoint", action="store_true",
                        help="keep no checkpoint: answers paid for are lost if the run fails")  # fmt: skip
-    check.add_argument("--concurrency", type=int, default=64, help="requests in flight (default 64)")
+    check.add_argument(
+        "--concurrency",
+        default="auto",
+        type=_concurrency,
+        help="requests in flight: auto (adapt to the service; the default) or a fixed number",
+    )
+    check.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=MAX_CONCURRENCY,
+        help=f"the most requests in flight with --concurrency auto (default {MAX_CONCURRENCY})",
+    )
+    check.add_argument("--patience", type=float, default=DEFAULT_PATIENCE,
+                       help="seconds a run goes on while the service refuses every request "
+                       f"(default {DEFAULT_PATIENCE:.0f}); then the rest is left unanswered (exit 5)")  # fmt: skip
     check.add_argument("--rate", type=float, help="most requests started per second")
     check.add_argument("--budget", type=int, help="most paid queries this run")
     check.add_argument("--max-age", help="ask again for stored answers older than this, e.g. 90d, 12h")
@@ -102,6 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--jitter", type=float, default=0.0)
     simulate.add_argument("--faults", type=float, default=0.0)
     simulate.add_argument("--balance", type=int, default=1_000_000)
+    simulate.add_argument("--capacity", type=int, help="requests held at once; beyond, -8 (default: no limit)")
     return parser
 
 
@@ -111,8 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "simulate":
         from .simulator.__main__ import main as simulate
 
+        capacity = ["--capacity", str(args.capacity)] if args.capacity is not None else []
         return simulate(["--port", str(args.port), "--latency", str(args.latency), "--jitter", str(args.jitter),
-                         "--faults", str(args.faults), "--balance", str(args.balance)])  # fmt: skip
+                         "--faults", str(args.faults), "--balance", str(args.balance), *capacity])  # fmt: skip
     run = _Run(args)
     previous = signal.signal(signal.SIGTERM, _interrupt)  # an ETL scheduler's stop: as Ctrl-C
     try:
@@ -139,6 +157,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILURE
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _concurrency(text: str) -> int | str:
+    """``auto`` or a number; CheckOptions says what is wrong with a bad number."""
+    return text if text == AUTO else int(text) if text.lstrip("-").isdigit() else text
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -190,7 +213,8 @@ class _Run:
             progress = args.progress if args.progress != "auto" else ("bar" if sys.stderr.isatty() else "log")
             self.checkpoint = _checkpoint_path(args)
             options = CheckOptions(  # every option checked here, before the input is even opened
-                **service, concurrency=args.concurrency, rate=args.rate, budget=args.budget, max_age=args.max_age,
+                **service, concurrency=args.concurrency, max_concurrency=args.max_concurrency, rate=args.rate,
+                patience=args.patience, budget=args.budget, max_age=args.max_age,
                 checkpoint=self.checkpoint, progress=progress,
             )  # fmt: skip
             if args.output is not None:

@@ -15,13 +15,16 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import datetime
+import email.utils
 import logging
 import os
 import random
+import time
 import warnings
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlencode
 
 import httpx
@@ -33,7 +36,7 @@ from ._transport import AiohttpTransport
 from .errors import ConnectionFailedError, MissingApiKeyError, QxtError
 from .protocol import Balance, Method, PhoneStatus
 
-__all__ = ["AsyncClient", "Client"]
+__all__ = ["AsyncClient", "Client", "Watch", "retry_after"]
 
 log = logging.getLogger("qxt_pandas")
 T = TypeVar("T")
@@ -68,6 +71,36 @@ def check_base_url(base_url: str | None = None) -> str:
     if port is not None and not 0 < port < 65536:
         raise ValueError(f"{where}={url!r}: the port must be between 1 and 65535")
     return url
+
+
+class Watch(Protocol):
+    """Hears of every attempt of a call: when it was sent, and the error (None: answered).
+
+    With ``requeue_busy``, a busy answer (-8, HTTP 429/503) is raised at once instead of
+    retried: the engine puts the number back and asks again when the service has room,
+    without spending one of the number's retries.
+    """
+
+    requeue_busy: bool
+
+    def __call__(self, sent_at: float, error: QxtError | None) -> None: ...
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (a number of seconds, or an HTTP date); None if absent or junk."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds())
 
 
 def _masked(mobile: str) -> str:
@@ -139,11 +172,17 @@ class AsyncClient:
         base_url, method = getattr(self, "base_url", None), getattr(self, "method", None)
         return f"{type(self).__name__}(base_url={base_url!r}, method={method!r}, apikey=***)"
 
-    async def status(self, mobile: str) -> PhoneStatus:
-        """The status of one mobile number; raises a :class:`NumberError` for per-number answers."""
+    async def status(self, mobile: str, *, watch: Watch | None = None) -> PhoneStatus:
+        """The status of one mobile number; raises a :class:`NumberError` for per-number answers.
+
+        ``watch`` (for the engine) hears of every attempt; see :class:`Watch`.
+        """
         secret = self._apikey
         return await self._retrying(
-            "status", mobile, lambda r: protocol.parse_status(r.status_code, r.content, mobile=mobile, secret=secret)
+            "status",
+            mobile,
+            lambda r: protocol.parse_status(r.status_code, r.content, mobile=mobile, secret=secret),
+            watch,
         )
 
     async def balance(self) -> Balance:
@@ -161,19 +200,36 @@ class AsyncClient:
         return await self._retrying("balance", None, parse)
 
     async def _retrying(
-        self, endpoint: protocol.Endpoint, mobile: str | None, parse: Callable[[httpx.Response], T]
+        self,
+        endpoint: protocol.Endpoint,
+        mobile: str | None,
+        parse: Callable[[httpx.Response], T],
+        watch: Watch | None = None,
     ) -> T:
-        """One endpoint call, retried for transient faults only."""
+        """One endpoint call, retried for transient faults only (busy ones not, when ``watch`` requeues them)."""
         request = protocol.build_request(endpoint, self._apikey.reveal(), self.method, mobile)
         for attempt in range(self.retries + 1):
+            sent, response = time.monotonic(), None
             try:
-                return parse(await self._send(request, endpoint, mobile))
+                response = await self._send(request, endpoint, mobile)
+                result = parse(response)
             except QxtError as exc:
                 error = exc
+                if response is not None and error.retryable:
+                    error.retry_after = retry_after(response.headers.get("retry-after"))
+            else:
+                if watch is not None:
+                    watch(sent, None)
+                return result
             error.attempts = attempt + 1
+            if watch is not None:
+                watch(sent, error)
+                if watch.requeue_busy and error.busy:
+                    raise error  # not a failure of the number: the caller asks again when there is room
             if not error.retryable or attempt == self.retries:
                 raise error
             delay = random.uniform(0, 2 * min(MAX_BACKOFF, self.backoff * 2**attempt))
+            delay = max(delay, error.retry_after or 0.0)
             log.info(
                 "QXT %s%s: %s; retry %d of %d in %.2fs",
                 endpoint,

@@ -6,7 +6,8 @@ too when Dask is already imported). The graph, all lazy:
 1. every partition's distinct valid numbers, then a global ``drop_duplicates``,
    so a number in many partitions is paid for once;
 2. those numbers in ``tasks`` parts, one query task each, with the global
-   ``concurrency``, ``rate`` and ``budget`` split between them. Each task
+   ``concurrency`` (or with ``"auto"``, its ceiling), ``rate`` and ``budget``
+   split between them. Each task
    subtracts the shared checkpoint, reads the balance, queries the rest and
    journals every answer there, so a task that a killed worker leaves behind
    and Dask retries pays nothing again;
@@ -18,7 +19,7 @@ Example::
     import qxt_pandas.dask  # noqa: F401
 
     ddf = dd.read_csv("exports/*.csv", dtype=str)
-    out = ddf.qxt.check("mobile", checkpoint="/shared/runs/crm.qxt", concurrency=128)
+    out = ddf.qxt.check("mobile", checkpoint="/shared/runs/crm.qxt", max_concurrency=128)
     out.to_parquet("checked/")
 """
 
@@ -38,6 +39,7 @@ from dask.dataframe.extensions import register_dataframe_accessor
 from dask.dataframe.utils import clear_known_categories
 
 from . import pipeline
+from ._secret import hide_key
 from .checkpoint import answers_table
 from .errors import ColumnConflictError, ConfigurationError
 from .partitions import answers_frame, distinct_numbers, merge_results, query_numbers
@@ -59,6 +61,7 @@ class DaskAccessor:
         ``checkpoint`` is required and must be a path every worker can reach. ``tasks``
         is how many query tasks share the work (default: the cluster's threads).
         """
+        hide_key(options)
         opts = pipeline.with_options(**options)
         if opts.checkpoint is None:
             raise ConfigurationError(
@@ -72,13 +75,7 @@ class DaskAccessor:
         if column not in self._frame.columns:
             raise KeyError(f"no column {column!r}; the columns are {list(self._frame.columns)}")
         tasks = tasks or _threads()
-        share = pipeline.with_options(
-            opts,
-            concurrency=max(1, opts.concurrency // tasks),
-            rate=None if opts.rate is None else opts.rate / tasks,
-            budget=None if opts.budget is None else opts.budget // tasks,
-            progress=False,
-        )
+        share = opts.share(tasks)
         numbers = (
             self._frame[column]
             .map_partitions(distinct_numbers, meta=pd.Series([], dtype=object, name="mobile"))

@@ -1,40 +1,46 @@
-"""Running many queries at once: fixed workers, rate limit, budget, stopping, progress.
+"""Running many queries at once: a limit on requests in flight, rate, budget, push-back, stopping.
 
-A fixed set of ``concurrency`` workers pull numbers from one iterator. It is
-not one task per number: a million tasks cost seconds and gigabytes before
-the first request. Each answer goes to ``on_answer`` (the checkpoint makes it
-durable there) *before* it is counted. A terminal answer (bad key, IP not
-allowed, no balance) stops the run: no worker takes another number, and
+Workers (as many as the limit can ever allow; not one task per number: a
+million tasks cost seconds and gigabytes before the first request) take
+numbers from one queue, and each waits for a slot before it sends: the
+:mod:`~qxt_pandas.concurrency` controller says how many may be in flight,
+fixed or adapted to the service's push-back, and when the service asked for
+a pause (``Retry-After``). Each answer goes to ``on_answer`` (the checkpoint
+makes it durable there) *before* it is counted. With an adaptive limit, a
+busy answer (-8, HTTP 429/503) is not a failure of the number: it goes back
+to the queue and is asked again when there is room, without spending its
+retries; a service that answers nothing but push-back for ``patience``
+seconds ends the run, the rest unanswered. A terminal answer (bad key, IP
+not allowed, no balance) stops the run: no worker takes another number, and
 requests already in flight get ``grace`` seconds to finish, because their
-answers may already be paid for. Per-number answers are results. A number
-whose transient failures outlast the client's retries is a failure on its
-row, and the next run asks again.
+answers may already be paid for. A number whose other transient failures
+outlast the client's retries is a failure on its row; the next run asks again.
 
 Example::
 
-    result = await query_numbers(client, ["13972565391"], concurrency=64, on_answer=journal.append)
+    result = await query_numbers(client, ["13972565391"], controller=Adaptive(), on_answer=journal.append)
     result.answers[0].Status
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import sys
+import contextlib
 import time
-from collections import Counter
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from tqdm.auto import tqdm
-
-from .checkpoint import Answer
 from .client import AsyncClient
+from .concurrency import Adaptive, Controller, Fixed
 from .errors import NumberError, QxtError, TerminalError
+from .journal import Answer
+from .progress import Progress
 
-__all__ = ["EngineResult", "Progress", "query_numbers"]
+__all__ = ["DEFAULT_PATIENCE", "EngineResult", "Progress", "query_numbers"]
 
-log = logging.getLogger("qxt_pandas")
+#: How long a run goes on while the service answers nothing but push-back (seconds).
+DEFAULT_PATIENCE = 300.0
 
 
 @dataclass
@@ -45,88 +51,31 @@ class EngineResult:
     failures: dict[str, QxtError] = field(default_factory=dict)
     stopped: TerminalError | None = None
     budget_reached: bool = False
+    gave_up: float | None = None  # seconds of nothing but push-back after which the run stopped asking
     paid: int = 0  # answers with code 0: what the vendor charged for
+    requests: int = 0  # attempts sent, retries and push-backs included
+    pushbacks: int = 0  # attempts the service pushed back (busy, 429/502/503/504, refused, timed out)
+    busy: int = 0  # of which refused busy (-8, 429, 503)
+    held: float = 0.0  # requests in flight on average while the run asked (time-weighted)
 
     def add(self, other: EngineResult) -> None:
         """Fold a later round of the same run into this one."""
+        weight = self.requests + other.requests
+        self.held = (self.held * self.requests + other.held * other.requests) / weight if weight else 0.0
         self.answers += other.answers
         self.failures.update(other.failures)
         self.stopped = self.stopped or other.stopped
         self.budget_reached = self.budget_reached or other.budget_reached
-        self.paid += other.paid
+        self.gave_up = self.gave_up or other.gave_up
+        for name in ("paid", "requests", "pushbacks", "busy"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
-
-class Progress:
-    """Live counts: a tqdm bar (a widget in Jupyter, text on a terminal), plain log lines, or nothing.
-
-    ``style`` is ``"bar"``, ``"log"`` (a line to stderr every ``interval`` seconds, for ETL
-    logs that are not terminals), or ``"off"``.
-    """
-
-    def __init__(
-        self, total: int, *, from_checkpoint: int = 0, style: str = "bar", desc: str = "QXT", interval: float = 10.0
-    ) -> None:
-        self.counts: Counter[str] = Counter()
-        self.from_checkpoint = from_checkpoint
-        self.total, self.done, self.style, self.interval = total, 0, style, interval
-        self._started = self._logged = time.monotonic()
-        self._bar = tqdm(total=total, desc=desc, unit="num", disable=style != "bar", dynamic_ncols=True, smoothing=0.1)
-        self._shown = 0.0
-
-    def record(self, answer: Answer | None) -> None:
-        """One number done: ``answer`` for an answer, ``None`` for a failure."""
-        if answer is None:
-            self.counts["errors"] += 1
-        elif answer.code == 0:
-            self.counts["answered"] += 1
-            if answer.Status in ("空号", "停机"):
-                self.counts[answer.Status] += 1
-        else:
-            self.counts["errors"] += 1
-        self._bar.update(1)
-        self.done += 1
-        now = time.monotonic()
-        if now - self._shown > 0.25:  # building the postfix per number would cost more than the bar
-            self._shown = now
-            self._bar.set_postfix_str(self.summary(), refresh=False)
-            if self.style == "log" and now - self._logged >= self.interval:
-                self._logged = now
-                self._log(now)
-
-    def found(self, count: int) -> None:
-        """``count`` numbers were answered by another run meanwhile: done, and from the checkpoint."""
-        if count:
-            self.from_checkpoint += count
-            self.done += count
-            self._bar.update(count)
-
-    def note(self, message: str) -> None:
-        """A one-off line about the run (not a count), shown whatever the style but ``off``."""
-        log.info("QXT: %s", message)
-        if self.style == "bar":
-            self._bar.write(f"QXT: {message}", file=sys.stderr)
-        elif self.style == "log":
-            print(f"QXT: {message}", file=sys.stderr, flush=True)
-
-    def _log(self, now: float) -> None:
-        elapsed = now - self._started
-        rate = self.done / elapsed if elapsed else 0.0
-        eta = f", ETA {(self.total - self.done) / rate:.0f} s" if rate and self.done < self.total else ""
-        print(f"QXT {self.done:,}/{self.total:,} numbers ({rate:.0f}/s{eta}): {self.summary()}",
-              file=sys.stderr, flush=True)  # fmt: skip
-
-    def summary(self) -> str:
-        c = self.counts
-        return (
-            f"answered={c['answered']} 空号={c['空号']} 停机={c['停机']} errors={c['errors']} "
-            f"from checkpoint={self.from_checkpoint}"
-        )
-
-    def close(self) -> None:
-        self._bar.set_postfix_str(self.summary(), refresh=False)
-        self._bar.close()
-        if self.style == "log":
-            self._log(time.monotonic())
+    def closing(self) -> str:
+        """What the service allowed, in words ("" when it never pushed back)."""
+        if not self.pushbacks:
+            return ""
+        return (f"the service held about {self.held:.0f} requests in flight; {self.busy / self.requests:.1%} of "
+                f"requests were refused busy, {self.pushbacks / self.requests:.1%} pushed back in all")  # fmt: skip
 
 
 class _Pacer:
@@ -146,35 +95,100 @@ class _Pacer:
             await asyncio.sleep(slot - now)
 
 
+class _Slots:
+    """Requests in flight, kept within the controller's limit and pauses; also the watch of every attempt."""
+
+    def __init__(self, controller: Controller, result: EngineResult, requeue_busy: bool, stop: asyncio.Event) -> None:
+        self.controller, self.result, self.requeue_busy, self.stop = controller, result, requeue_busy, stop
+        self.in_flight = 0
+        self.last_answer = self._mark = time.monotonic()
+        self._area = 0.0  # integral of in_flight over time, for EngineResult.held
+        self._started: float | None = None
+        self._free = asyncio.Condition()
+
+    async def acquire(self) -> bool:
+        """Wait for a slot; False when the run stopped meanwhile."""
+        async with self._free:
+            while not self.stop.is_set():
+                wait = self.controller.resume_at - time.monotonic()
+                if wait > 0:  # the service asked for a pause, or the probe backs off
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._free.wait(), min(wait, 1.0))
+                elif self.in_flight < self.controller.allowed:
+                    self._count(+1)
+                    return True
+                else:
+                    await self._free.wait()
+            return False
+
+    async def wake_all(self) -> None:
+        async with self._free:
+            self._free.notify_all()
+
+    async def release(self) -> None:
+        self._count(-1)
+        async with self._free:
+            self._free.notify(max(1, self.controller.allowed - self.in_flight))
+
+    def _count(self, change: int) -> None:
+        now = time.monotonic()
+        self._started = self._started or now
+        self._area += self.in_flight * (now - self._mark)
+        self._mark, self.in_flight = now, self.in_flight + change
+
+    def __call__(self, sent_at: float, error: QxtError | None) -> None:  # the client's Watch
+        now = time.monotonic()
+        self.result.requests += 1
+        if error is not None and error.pushes_back:
+            self.result.pushbacks += 1
+            self.result.busy += error.busy
+            self.controller.pushed_back(sent_at, now, error.retry_after)
+        elif error is None or isinstance(error, NumberError):
+            self.last_answer = now
+            self.controller.answered(self.in_flight - 1, now)
+
+    def held(self) -> float:
+        self._count(0)
+        return self._area / (self._mark - self._started) if self._started and self._mark > self._started else 0.0
+
+
 async def query_numbers(
     client: AsyncClient,
     numbers: Sequence[str],
     *,
-    concurrency: int = 64,
+    controller: Controller | int = 64,
     rate: float | None = None,
     budget: int | None = None,
     on_answer: Callable[[Answer], None] | None = None,
     progress: Progress | None = None,
     grace: float | None = None,
     ramp: float = 0.0,
+    patience: float = DEFAULT_PATIENCE,
 ) -> EngineResult:
-    """Ask for each of ``numbers`` (already unique and valid) at most once.
+    """Ask for each of ``numbers`` (already unique and valid) at most once per answer.
 
+    ``controller`` is the limit on requests in flight (an int is a fixed one).
     ``budget`` caps answers paid for (code 0); at most that many queries are in
     flight against what is left of it. ``grace`` bounds how long in-flight requests
     may finish after a terminal answer (default: the client's timeout). ``ramp``
-    spreads the workers' first requests over that many seconds (one round trip is
-    right): started all at once, their answers come back in waves that queue behind
-    the event loop for the whole run.
+    spreads a fixed limit's first requests over that many seconds (one round trip
+    is right): started all at once, their answers come back in waves that queue
+    behind the event loop for the whole run.
     """
-    if concurrency < 1:
-        raise ValueError("concurrency must be >= 1")
+    if isinstance(controller, int):
+        if controller < 1:
+            raise ValueError("concurrency must be >= 1")
+        controller = Fixed(controller)
+    adaptive = isinstance(controller, Adaptive)
     result = EngineResult()
-    todo = iter(numbers)
+    todo, again = iter(numbers), deque[str]()
     stop = asyncio.Event()
     pacer = _Pacer(rate) if rate else None
-    room = asyncio.Condition()  # budget bookkeeping: paid + in flight must stay <= budget
-    in_flight = 0
+    slots = _Slots(controller, result, requeue_busy=adaptive, stop=stop)
+    room = asyncio.Condition()  # numbers taken and not done: budget, and waiting for numbers put back
+    taken = 0
+    if progress is not None:
+        progress.load = lambda: (slots.in_flight, controller.allowed, result.pushbacks)
 
     def record(answer: Answer | None, mobile: str, error: QxtError | None = None) -> None:
         if answer is not None:
@@ -188,24 +202,34 @@ async def query_numbers(
             progress.record(answer)
 
     async def take() -> str | None:
-        nonlocal in_flight
-        if budget is not None:
-            async with room:
-                await room.wait_for(lambda: stop.is_set() or result.paid + in_flight < budget or in_flight == 0)
-                if stop.is_set() or result.paid + in_flight >= budget:
-                    result.budget_reached = result.budget_reached or not stop.is_set()
+        """The next number (one put back first), or None when the run is over for this worker."""
+        nonlocal taken, todo
+        async with room:
+            while not stop.is_set():
+                within_budget = budget is None or result.paid + taken < budget
+                if within_budget and again:
+                    taken += 1
+                    return again.popleft()
+                if within_budget and todo is not None:
+                    mobile = next(todo, None)
+                    if mobile is not None:
+                        taken += 1
+                        return mobile
+                    todo = None
+                    continue
+                if taken == 0:  # nothing in flight that could be put back: done
+                    result.budget_reached = result.budget_reached or not within_budget
                     return None
-        mobile = next(todo, None)
-        if mobile is not None:
-            in_flight += 1
-        return mobile
+                await room.wait()  # a number in flight may come back, or free some budget
+            return None
 
-    async def release() -> None:
-        nonlocal in_flight
-        in_flight -= 1
-        if budget is not None:
-            async with room:
-                room.notify_all()
+    async def done(mobile: str | None = None) -> None:
+        nonlocal taken
+        async with room:
+            taken -= 1
+            if mobile is not None:
+                again.append(mobile)
+            room.notify_all()
 
     async def worker(delay: float) -> None:
         if delay:
@@ -214,11 +238,14 @@ async def query_numbers(
             mobile = await take()
             if mobile is None:
                 return
+            put_back = False
             try:
-                if pacer is not None:
-                    await pacer.wait()
+                if not await slots.acquire():
+                    return
                 try:
-                    status = await client.status(mobile)
+                    if pacer is not None:
+                        await pacer.wait()
+                    status = await client.status(mobile, watch=slots)
                     answer = Answer(mobile, 0, status.status, status.area, status.is_mnp, status.init_isp,
                                     status.now_isp, None, time.time())  # fmt: skip
                     record(answer, mobile)
@@ -232,17 +259,28 @@ async def query_numbers(
                     stop.set()
                     return
                 except QxtError as exc:
-                    record(None, mobile, exc)
+                    put_back = adaptive and exc.busy
+                    if put_back and time.monotonic() - slots.last_answer > patience:
+                        result.gave_up, put_back = patience, False
+                        stop.set()
+                    elif not put_back:
+                        record(None, mobile, exc)
+                finally:
+                    await slots.release()
             finally:
-                await release()
+                await done(mobile if put_back else None)
 
-    workers = min(concurrency, len(numbers))
-    tasks = [asyncio.create_task(worker(ramp * i / workers)) for i in range(workers)]
+    ceiling = controller.maximum if isinstance(controller, Adaptive) else controller.allowed
+    workers = min(ceiling, len(numbers))
+    tasks = [asyncio.create_task(worker(0.0 if adaptive else ramp * i / workers)) for i in range(workers)]
     everything = asyncio.gather(*tasks)
     stopped = asyncio.ensure_future(stop.wait())
     try:
         await asyncio.wait({everything, stopped}, return_when=asyncio.FIRST_COMPLETED)
         if not everything.done():  # stopped: let in-flight answers arrive, within reason
+            async with room:
+                room.notify_all()
+            await slots.wake_all()
             await asyncio.wait({everything}, timeout=client.timeout if grace is None else grace)
         if everything.done():
             everything.result()  # a worker's unexpected exception surfaces here
@@ -253,4 +291,5 @@ async def query_numbers(
         await asyncio.gather(*tasks, return_exceptions=True)
         if everything.done() and not everything.cancelled():
             everything.exception()  # retrieved: no "exception never retrieved" warning
+    result.held = slots.held()
     return result

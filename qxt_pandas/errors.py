@@ -54,9 +54,15 @@ class QxtError(Exception):
 
     retryable: bool = False
     terminal: bool = False
+    #: The service is overloaded and said so (-8, HTTP 429/503): ask again later, not a failure of the number.
+    busy: bool = False
+    #: A sign of overload for the concurrency controller (busy, 502/504, refused/reset/timed out).
+    pushes_back: bool = False
     default_hint: str = ""
     #: How many requests the client made before raising this (1 = no retry).
     attempts: int = 1
+    #: Seconds the service asked to wait (``Retry-After``), if it did.
+    retry_after: float | None = None
 
     def __init__(
         self,
@@ -180,6 +186,9 @@ class TransientError(QxtError):
 class ServerBusyError(TransientError):
     """Code -8: the vendor's system error, 'try again later'."""
 
+    busy = True
+    pushes_back = True
+
 
 class HttpStatusError(QxtError):
     """The service answered with an HTTP error status instead of JSON."""
@@ -192,9 +201,19 @@ class HttpStatusError(QxtError):
     def retryable(self) -> bool:  # type: ignore[override]
         return self.status_code >= 500 or self.status_code == 429
 
+    @property
+    def busy(self) -> bool:  # type: ignore[override]
+        return self.status_code in (429, 503)
+
+    @property
+    def pushes_back(self) -> bool:  # type: ignore[override]
+        return self.status_code in (429, 502, 503, 504)
+
 
 class ConnectionFailedError(TransientError):
     """The request did not complete: refused, reset, or timed out."""
+
+    pushes_back = True
 
 
 class UnparsableResponseError(TransientError):

@@ -27,6 +27,8 @@ import httpx
 
 from ._secret import Secret, hide_key
 from .client import DEFAULT_BACKOFF, DEFAULT_RETRIES, DEFAULT_TIMEOUT, AsyncClient, check_base_url
+from .concurrency import AUTO, MAX_CONCURRENCY, Adaptive, Controller, Fixed
+from .engine import DEFAULT_PATIENCE
 
 __all__ = ["PROGRESS_STYLES", "CheckOptions", "parse_age", "with_options"]
 
@@ -43,7 +45,8 @@ class CheckOptions:
 
     apikey: Secret | str | None = None
     base_url: str | None = None
-    concurrency: int = 64
+    concurrency: int | str = AUTO  # "auto": adapt to the service's push-back; an int: fixed
+    max_concurrency: int = MAX_CONCURRENCY  # the ceiling of "auto"
     rate: float | None = None
     timeout: float = DEFAULT_TIMEOUT
     retries: int = DEFAULT_RETRIES
@@ -52,13 +55,16 @@ class CheckOptions:
     max_age: timedelta | float | str | None = None
     budget: int | None = None
     progress: bool | str = True  # True/"bar", "log" (plain lines, for ETL logs), False/"off"
+    patience: float = DEFAULT_PATIENCE  # seconds of nothing but push-back before a run stops asking
     transport: httpx.AsyncBaseTransport | None = None  # e.g. SimulatorTransport, for tests
 
     def __post_init__(self) -> None:
         if self.apikey is not None and not isinstance(self.apikey, Secret):
             object.__setattr__(self, "apikey", Secret.wrap(self.apikey))
         checked = {
-            "concurrency": _whole("concurrency", self.concurrency, minimum=1),
+            "concurrency": self.concurrency if self.concurrency == AUTO else _whole_or_auto(self.concurrency),
+            "max_concurrency": _whole("max_concurrency", self.max_concurrency, minimum=1),
+            "patience": _real("patience", self.patience, "a number of seconds > 0"),
             "retries": _whole("retries", self.retries, minimum=0),
             "budget": None if self.budget is None else _whole("budget", self.budget, minimum=0),
             "rate": None if self.rate is None else _real("rate", self.rate, "requests per second > 0, or None"),
@@ -89,6 +95,35 @@ class CheckOptions:
         return (_rebuild, (values,))
 
     @property
+    def adaptive(self) -> bool:
+        """Whether the limit on requests in flight adapts to the service (``concurrency="auto"``)."""
+        return self.concurrency == AUTO
+
+    def controller(self) -> Controller:
+        """A new limit on requests in flight for one run."""
+        return Adaptive(maximum=self.max_concurrency) if self.adaptive else Fixed(int(self.concurrency))
+
+    def share(self, tasks: int) -> CheckOptions:
+        """One of ``tasks`` parallel tasks' options: the limits split so that together they keep them.
+
+        With ``"auto"`` each task adapts on its own signals from its share of the ceiling; a
+        service that holds less pushes back on all of them, and their limits shrink to add up to it.
+        """
+        return replace(
+            self,
+            concurrency=self.concurrency if self.adaptive else max(1, int(self.concurrency) // tasks),
+            max_concurrency=max(1, self.max_concurrency // tasks),
+            rate=None if self.rate is None else self.rate / tasks,
+            budget=None if self.budget is None else self.budget // tasks,
+            progress=False,
+        )
+
+    @property
+    def connections(self) -> int:
+        """The most requests this run can have in flight (the client's connection pool)."""
+        return self.max_concurrency if self.adaptive else int(self.concurrency)
+
+    @property
     def progress_style(self) -> str:
         """``"bar"``, ``"log"`` or ``"off"``."""
         return PROGRESS_STYLES[self.progress]
@@ -100,13 +135,19 @@ class CheckOptions:
             timeout=self.timeout,
             retries=self.retries,
             backoff=self.backoff,
-            max_connections=self.concurrency,
+            max_connections=self.connections,
             transport=self.transport,
         )
 
 
 def _rebuild(values: dict[str, Any]) -> CheckOptions:
     return CheckOptions(**values)
+
+
+def _whole_or_auto(value: object) -> int:
+    if isinstance(value, str):
+        raise ValueError(f"concurrency={value!r}: use 'auto' (adapt to the service) or a whole number >= 1")
+    return _whole("concurrency", value, minimum=1)
 
 
 def _whole(name: str, value: object, *, minimum: int) -> int:

@@ -177,6 +177,8 @@ def outcome(prepared: _Prepared, run: EngineResult) -> tuple[pa.Table, dict, str
     """``build_columns``'s last three arguments: all answers, failures, why the rest was not asked."""
     answers = pa.concat_tables([prepared.known, answers_table(run.answers)])
     not_asked = "budget reached" if run.budget_reached else None
+    if run.gave_up is not None:
+        not_asked = f"the service refused every request (busy) for {run.gave_up:.0f} s; run again later"
     if run.stopped is not None:
         not_asked = f"the run stopped ({type(run.stopped).__name__})"
     return answers, run.failures, not_asked
@@ -198,6 +200,7 @@ async def query(prepared: _Prepared, options: CheckOptions) -> EngineResult:
         progress = Progress(len(prepared.to_query), from_checkpoint=prepared.known.num_rows,
                             style=options.progress_style)  # fmt: skip
         writer = store.writer() if store is not None else None
+        controller = options.controller()  # one limit for the whole run, whatever rounds claims take
 
         def keep(answer: Answer) -> None:
             if writer is not None and answer.code in STORED_CODES:
@@ -211,8 +214,9 @@ async def query(prepared: _Prepared, options: CheckOptions) -> EngineResult:
                 try:
                     left = None if options.budget is None else options.budget - run.paid
                     run.add(await query_numbers(
-                        client, claim.mine, concurrency=options.concurrency, rate=options.rate, budget=left,
-                        on_answer=keep, progress=progress, ramp=min(round_trip, 1.0) if not run.answers else 0.0,
+                        client, claim.mine, controller=controller, rate=options.rate, budget=left, on_answer=keep,
+                        progress=progress, ramp=min(round_trip, 1.0) if not run.answers else 0.0,
+                        patience=options.patience,
                     ))  # fmt: skip
                 finally:
                     claim.release()
@@ -221,7 +225,7 @@ async def query(prepared: _Prepared, options: CheckOptions) -> EngineResult:
                 await claim.wait(progress.note)
                 pending = claim.waiting_for  # answered meanwhile: taken from the checkpoint by the next claim
         finally:
-            progress.close()
+            progress.close(run.closing())
             if writer is not None:
                 writer.close()
     if store is not None and run.answers and run.stopped is None:

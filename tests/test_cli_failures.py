@@ -176,8 +176,10 @@ def test_numbers_left_unanswered_exit_5_with_the_output_written(tmp_path, servic
     sim, url = service
     sim.faults = Faults(busy=1.0, endpoints=frozenset({"status"}))
     source = export(tmp_path / "in.csv")
-    result = check(source, tmp_path / "out.csv", url, "--retries", "0")
+    result = check(source, tmp_path / "out.csv", url, "--retries", "0", "--concurrency", "4")
     assert result.returncode == 5 and "40 numbers are unanswered" in result.stderr and (tmp_path / "out.csv").exists()
+    gave_up = check(source, tmp_path / "out.csv", url, "--patience", "0.3")  # auto: busy is not a failure...
+    assert gave_up.returncode == 5 and "refused every request" in pd.read_csv(tmp_path / "out.csv")["qxt_error"][0]
     sim.faults = Faults()
     budget = check(source, tmp_path / "out.csv", url, "--budget", "10")
     assert budget.returncode == 5 and "unanswered" in budget.stderr

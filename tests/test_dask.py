@@ -99,3 +99,18 @@ def test_qxt_pandas_imports_without_dask():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "pip install 'qxt-pandas[dask]'" in result.stdout
+
+
+def test_tasks_adapt_together_to_a_service_that_holds_less_than_their_shares(client, tmp_path):
+    df = frame(400)
+    sim = make_simulator(latency=0.02, capacity=6)
+    sim.accounts[SECRET].balance = 10**6
+    with serve(sim) as url:
+        out = (
+            dd.from_pandas(df, npartitions=4)
+            .qxt.check("mobile", apikey=SECRET, base_url=url, checkpoint=tmp_path / "ck", tasks=2)
+            .compute()
+        )  # concurrency="auto": each task starts from its share of 128
+    same(out, expected(df))  # every number answered, as pandas answers it
+    assert sim.ledger.paid_twice() == {} and sim.max_in_flight == 6
+    assert sim.refused <= 0.15 * sim.requests, (sim.refused, sim.requests)

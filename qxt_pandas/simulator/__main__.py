@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--faults", type=float, default=0.0, help="share of requests that fail, all kinds mixed")
     parser.add_argument("--balance", type=int, default=1_000_000, help="the prepaid demo account's balance")
     parser.add_argument("--seed", type=int, default=0, help="seed for fault draws")
+    parser.add_argument("--capacity", type=int, help="requests held at once; beyond, -8 at once (default: no limit)")
     args = parser.parse_args(argv)
 
     sim = Simulator(
@@ -32,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         jitter=args.jitter,
         faults=Faults.mixed(args.faults),
         seed=args.seed,
+        capacity=args.capacity,
     )
 
     def announce(url: str) -> None:

@@ -7,6 +7,7 @@ import contextlib
 import json
 import random
 import threading
+import time
 from collections.abc import Iterable
 from urllib.parse import parse_qsl
 
@@ -29,8 +30,10 @@ class Simulator:
     """A stand-in for the QXT service: an ASGI app with accounts, a ledger and knobs.
 
     ``latency``/``jitter`` are seconds per request (the vendor quotes ~0.1);
-    ``faults`` injects transient failures; ``seed`` makes fault draws repeatable.
-    Knobs and accounts may be changed while it serves.
+    ``faults`` injects transient failures; ``seed`` makes fault draws repeatable;
+    ``capacity`` is how many requests it holds at once (beyond, it refuses them
+    at once, uncharged). Knobs and accounts may be changed while it serves, in
+    process or over HTTP (``GET``/``POST /_simulator``).
 
     Example::
 
@@ -50,6 +53,9 @@ class Simulator:
         hang_seconds: float = 60.0,
         content_type: str = "text/html;charset=UTF-8",
         seed: int | None = 0,
+        capacity: int | None = None,
+        throttle: int | None = None,
+        retry_after: float | None = None,
     ) -> None:
         if accounts is None:
             accounts = [Account(DEMO_APIKEY), Account(DEMO_POSTPAID_APIKEY, POSTPAID, balance=0)]
@@ -59,6 +65,13 @@ class Simulator:
         self.faults = faults or Faults()
         self.hang_seconds = hang_seconds
         self.content_type = content_type
+        #: Status requests it holds at once; beyond, it refuses them at once, uncharged: -8, or HTTP
+        #: ``throttle`` (429, 503) with ``Retry-After: retry_after`` when set. None: no limit. The
+        #: balance endpoint (free, light) is always answered.
+        self.capacity = capacity
+        self.throttle = throttle
+        self.retry_after = retry_after
+        self.refused = 0
         self.ledger = Ledger()
         self.requests = 0
         #: Requests being handled right now, and the most there ever were at once.
@@ -66,6 +79,8 @@ class Simulator:
         self.max_in_flight = 0
         #: The raw query strings received, so that tests can see what reached a URL.
         self.query_strings: list[str] = []
+        #: When each request arrived (``time.monotonic()``), so that tests can see pauses.
+        self.arrivals: list[float] = []
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
 
@@ -128,18 +143,58 @@ class Simulator:
                 break
         query = scope.get("query_string", b"").decode("latin-1")
         path = scope["path"].rstrip("/").lower()
+        if path == "/_simulator":
+            await self._admin(scope["method"], body, send)
+            return
         with self._lock:
             self.requests += 1
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
             self.query_strings.append(query)
+            self.arrivals.append(time.monotonic())
+            if self.capacity is not None and self.in_flight >= self.capacity and path == "/ssphone_status":
+                self.refused += 1
+                full = True
+            else:
+                full = False
+                self.in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self.in_flight)
             fault = self.faults.pick(self._rng.random())
             pause = max(0.0, self.latency + self._rng.uniform(-self.jitter, self.jitter))
+        if full:
+            await self._refuse(send)
+            return
         try:
             await self._handle(scope, receive, send, path, query, body, fault, pause)
         finally:
             with self._lock:
                 self.in_flight -= 1
+
+    async def _refuse(self, send) -> None:
+        """Over capacity: refused at once and not charged, as a busy service sheds load."""
+        if self.throttle is None:
+            await _send(send, 200, json.dumps(_body(A.SYSTEM_ERROR), ensure_ascii=False), self.content_type)
+            return
+        extra = [(b"retry-after", f"{self.retry_after:g}".encode())] if self.retry_after is not None else []
+        text = _HTML_ERROR.format(code=self.throttle, text="Too Many Requests").encode()
+        await send({"type": "http.response.start", "status": self.throttle,
+                    "headers": _headers("text/html", len(text)) + extra})  # fmt: skip
+        await send({"type": "http.response.body", "body": text})
+
+    def stats(self) -> dict:
+        """What it has seen and how it is set (``GET /_simulator`` answers this)."""
+        with self._lock:
+            return {"requests": self.requests, "in_flight": self.in_flight, "max_in_flight": self.max_in_flight,
+                    "refused": self.refused, "charged": len(self.ledger), "capacity": self.capacity,
+                    "latency": self.latency}  # fmt: skip
+
+    async def _admin(self, method: str, body: bytes, send) -> None:
+        """``POST /_simulator`` with ``{"capacity": 15}`` (or latency, jitter) changes knobs while serving."""
+        if method == "POST":
+            for name, value in json.loads(body or b"{}").items():
+                if name not in ("capacity", "latency", "jitter", "throttle", "retry_after"):
+                    await _send(send, 400, f"unknown knob {name!r}", "text/plain")
+                    return
+                setattr(self, name, value)
+        await _send(send, 200, json.dumps(self.stats()), "application/json")
 
     async def _handle(self, scope, receive, send, path, query, body, fault, pause) -> None:
         if path not in ("/ssphone_status", "/balance"):

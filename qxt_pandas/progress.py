@@ -1,0 +1,111 @@
+"""Live counts of a run: the only place that prints while a check runs.
+
+A tqdm bar (a widget in Jupyter, text on a terminal), a plain line every few
+seconds for logs that are not terminals (cron, CI, a log collector), or
+nothing. Besides the answers so far it shows the requests in flight, the
+limit the engine allows now, and how often the service pushed back.
+
+Example::
+
+    progress = Progress(2_016, style="log")
+    progress.record(answer)
+    progress.close("the service held about 38 requests in flight; 2.1 % of requests were refused busy")
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from tqdm.auto import tqdm
+
+from .journal import Answer
+
+__all__ = ["Progress"]
+
+log = logging.getLogger("qxt_pandas")
+
+
+class Progress:
+    """Live counts: a tqdm bar (a widget in Jupyter, text on a terminal), plain log lines, or nothing.
+
+    ``style`` is ``"bar"``, ``"log"`` (a line to stderr every ``interval`` seconds, for ETL
+    logs that are not terminals), or ``"off"``.
+    """
+
+    def __init__(
+        self, total: int, *, from_checkpoint: int = 0, style: str = "bar", desc: str = "QXT", interval: float = 10.0
+    ) -> None:
+        self.counts: Counter[str] = Counter()
+        self.from_checkpoint = from_checkpoint
+        self.total, self.done, self.style, self.interval = total, 0, style, interval
+        self._started = self._logged = time.monotonic()
+        self._bar = tqdm(total=total, desc=desc, unit="num", disable=style != "bar", dynamic_ncols=True, smoothing=0.1)
+        self._shown = 0.0
+        #: Set by the engine: () -> (requests in flight, allowed now, push-backs so far).
+        self.load: Callable[[], tuple[int, int, int]] | None = None
+
+    def record(self, answer: Answer | None) -> None:
+        """One number done: ``answer`` for an answer, ``None`` for a failure."""
+        if answer is None:
+            self.counts["errors"] += 1
+        elif answer.code == 0:
+            self.counts["answered"] += 1
+            if answer.Status in ("空号", "停机"):
+                self.counts[answer.Status] += 1
+        else:
+            self.counts["errors"] += 1
+        self._bar.update(1)
+        self.done += 1
+        now = time.monotonic()
+        if now - self._shown > 0.25:  # building the postfix per number would cost more than the bar
+            self._shown = now
+            self._bar.set_postfix_str(self.summary(), refresh=False)
+            if self.style == "log" and now - self._logged >= self.interval:
+                self._logged = now
+                self._log(now)
+
+    def found(self, count: int) -> None:
+        """``count`` numbers were answered by another run meanwhile: done, and from the checkpoint."""
+        if count:
+            self.from_checkpoint += count
+            self.done += count
+            self._bar.update(count)
+
+    def note(self, message: str) -> None:
+        """A one-off line about the run (not a count), shown whatever the style but ``off``."""
+        log.info("QXT: %s", message)
+        if self.style == "bar":
+            self._bar.write(f"QXT: {message}", file=sys.stderr)
+        elif self.style == "log":
+            print(f"QXT: {message}", file=sys.stderr, flush=True)
+
+    def _log(self, now: float) -> None:
+        elapsed = now - self._started
+        rate = self.done / elapsed if elapsed else 0.0
+        eta = f", ETA {(self.total - self.done) / rate:.0f} s" if rate and self.done < self.total else ""
+        print(f"QXT {self.done:,}/{self.total:,} numbers ({rate:.0f}/s{eta}): {self.summary()}",
+              file=sys.stderr, flush=True)  # fmt: skip
+
+    def summary(self) -> str:
+        c = self.counts
+        text = (
+            f"answered={c['answered']} 空号={c['空号']} 停机={c['停机']} errors={c['errors']} "
+            f"from checkpoint={self.from_checkpoint}"
+        )
+        if self.load is not None:  # what the service allows, as the engine sees it now
+            in_flight, allowed, pushbacks = self.load()
+            text += f" in flight={in_flight}/{allowed} push-backs={pushbacks}"
+        return text
+
+    def close(self, closing: str = "") -> None:
+        """The last counts, and ``closing`` (what the service allowed) as a line of its own."""
+        self._bar.set_postfix_str(self.summary(), refresh=False)
+        self._bar.close()
+        if self.style == "log":
+            self._log(time.monotonic())
+        if closing:
+            self.note(closing)
