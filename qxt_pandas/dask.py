@@ -82,7 +82,7 @@ class DaskAccessor:
             .drop_duplicates()
             .repartition(npartitions=tasks)
         )
-        answers = numbers.map_partitions(query_numbers, share, meta=answers_frame(answers_table([]), {}))
+        answers = numbers.map_partitions(query_numbers, share, meta=answers_frame())
         everything = dask.delayed(pd.concat)(answers.to_delayed(), ignore_index=True)
         meta, result_meta = self._frame._meta.copy(), _result_meta()
         for name, source in zip(names, RESULT_COLUMNS, strict=True):

@@ -1,28 +1,45 @@
 """The steps of a check as per-partition functions, for distributed engines (Dask, Spark).
 
-Plain pandas in, pandas out, no engine imported: ``qxt_pandas.dask`` wires them
-into a Dask graph, and docs/spark.md into ``mapInPandas``.
+Plain data in and out, no engine imported: ``qxt_pandas.dask`` wires them into
+a Dask graph, ``qxt_pandas.spark`` into Spark jobs.
 
 1. :func:`distinct_numbers` on every partition, then a global deduplication;
 2. :func:`query_numbers` on parts of those numbers, each with its share of the
-   limits and the shared checkpoint;
-3. :func:`merge_results` on every input partition, given all the answers.
+   limits and the shared checkpoint; its answers, failures and numbers not
+   asked travel as one table (:data:`ANSWERS_SCHEMA`: a failure is a row with
+   its code and text, so that it crosses a process or a Spark schema as it is);
+3. :func:`merge_results` (pandas) or :func:`merge_table` (Arrow) on every
+   input partition, given all the answers.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from . import pipeline
 from ._sync import run_sync
-from .checkpoint import ANSWER_SCHEMA
+from .journal import ANSWER_SCHEMA
 from .numbers import number_codes
-from .results import RESULT_COLUMNS, build_columns
+from .options import CheckOptions
+from .results import RESULT_COLUMNS, Failure, append_results, build_columns
 
-__all__ = ["answers_frame", "distinct_numbers", "merge_results", "query_numbers"]
+__all__ = [
+    "ANSWERS_SCHEMA",
+    "answers_frame",
+    "distinct_numbers",
+    "merge_results",
+    "merge_table",
+    "query_numbers",
+    "split_answers",
+]
 
-_FAILURE = "failure"  # the column of a number that failed: its exception
+_FAILURE = "failure"  # the text of a number that failed after its retries (its code is in "code")
+#: Answers and failures of a query task, one row per number.
+ANSWERS_SCHEMA = ANSWER_SCHEMA.append(pa.field(_FAILURE, pa.string()))
 
 
 def distinct_numbers(values: pd.Series) -> pd.Series:
@@ -31,35 +48,60 @@ def distinct_numbers(values: pd.Series) -> pd.Series:
     return pd.Series(numbers.to_pylist(), dtype=object, name="mobile")
 
 
-def query_numbers(numbers: pd.Series, options: pipeline.CheckOptions) -> pd.DataFrame:
-    """Step 2, one task: answers for its numbers (stored ones included) and failures, as a frame.
+def query_table(numbers: Sequence[str], options: CheckOptions) -> pa.Table:
+    """Step 2, one task: answers for its numbers (stored ones included) and failures, in :data:`ANSWERS_SCHEMA`.
 
-    Give each task its share of ``concurrency``/``rate``/``budget``; ``checkpoint`` is required.
+    Give each task its share of the limits (``options.share(tasks)``); ``checkpoint`` is required.
     """
-    unique = pa.array(numbers.dropna().unique().tolist(), pa.string())
+    unique = pc.unique(pa.array(list(numbers), pa.string()).drop_null())
     prepared = pipeline.prepare(unique, len(unique), 0, options)
     run = run_sync(pipeline.query(prepared, options))
     if run.stopped is not None:
         raise pipeline.stopped_error(run, prepared, None)
-    answers, failures, _ = pipeline.outcome(prepared, run)
-    return answers_frame(answers, failures)
+    answers, failures, not_asked = pipeline.outcome(prepared, run)
+    answers = answers.append_column(_FAILURE, pa.nulls(answers.num_rows, pa.string()))
+    lost = [{"mobile": mobile, "code": f.code, _FAILURE: f.text} for mobile, f in failures.items()]
+    if not_asked:  # why the rest was not asked travels with them (budget, the service refusing everything)
+        done = set(answers["mobile"].to_pylist()) | set(failures)
+        lost += [{"mobile": m, _FAILURE: f"not asked: {not_asked}"} for m in prepared.to_query if m not in done]
+    return pa.concat_tables([answers, pa.Table.from_pylist(lost, schema=ANSWERS_SCHEMA)])
 
 
-def answers_frame(answers: pa.Table, failures: dict) -> pd.DataFrame:
-    """Answers and failures in one frame: the answer columns, plus ``failure`` (an exception or None)."""
-    frame = answers.to_pandas()
-    frame[_FAILURE] = None
-    lost = pd.DataFrame({"mobile": list(failures), _FAILURE: list(failures.values())})
-    return pd.concat([frame, lost], ignore_index=True) if len(lost) else frame
+def query_numbers(numbers: pd.Series, options: CheckOptions) -> pd.DataFrame:
+    """Step 2 for pandas partitions (Dask): :func:`query_table` as a frame."""
+    return answers_frame(query_table(numbers.dropna().tolist(), options))
+
+
+def answers_frame(table: pa.Table | None = None) -> pd.DataFrame:
+    """A task's answers as a pandas frame with plain object columns (they survive concatenation as they are)."""
+    table = ANSWERS_SCHEMA.empty_table() if table is None else table
+    return pd.DataFrame({name: pd.Series(table[name].to_pylist(), dtype=object) for name in ANSWERS_SCHEMA.names})
+
+
+def split_answers(table: pa.Table) -> tuple[pa.Table, dict[str, Failure]]:
+    """All tasks' answers (:data:`ANSWERS_SCHEMA`) as ``build_columns`` takes them: answers, and failures."""
+    failed = pc.is_valid(table[_FAILURE])
+    lost = table.filter(failed)
+    failures = {
+        mobile: Failure(code, text)
+        for mobile, code, text in zip(lost["mobile"].to_pylist(), lost["code"].to_pylist(),
+                                      lost[_FAILURE].to_pylist(), strict=True)
+    }  # fmt: skip
+    return table.filter(pc.invert(failed)).select(ANSWER_SCHEMA.names), failures
+
+
+def merge_table(table: pa.Table, column: str, answers: pa.Table, names: Sequence[str]) -> pa.Table:
+    """Step 3 on Arrow (Spark): one input batch with the result columns, in the output types."""
+    found, failures = split_answers(answers)
+    return append_results(table, column, found, failures, None, names)[0]
 
 
 def merge_results(frame: pd.DataFrame, column: str, answers: pd.DataFrame, names: list[str]) -> pd.DataFrame:
-    """Step 3: one input partition with its result columns (named ``names``), given all answers."""
-    failed = answers[_FAILURE].notna()
-    failures = dict(zip(answers.loc[failed, "mobile"], answers.loc[failed, _FAILURE], strict=True))
-    table = pa.Table.from_pandas(answers.loc[~failed, ANSWER_SCHEMA.names], schema=ANSWER_SCHEMA, preserve_index=False)
+    """Step 3 on pandas (Dask): one input partition with its result columns (named ``names``), given all answers."""
+    table = pa.Table.from_pandas(answers, schema=ANSWERS_SCHEMA, preserve_index=False)
+    found, failures = split_answers(table)
     codes, numbers, reasons = number_codes(frame[column])
-    columns = build_columns(frame.index, codes, numbers, reasons, table, failures, None)
+    columns = build_columns(frame.index, codes, numbers, reasons, found, failures, None)
     out = frame.copy()
     for name, source in zip(names, RESULT_COLUMNS, strict=True):
         out[name] = columns[source].array

@@ -28,7 +28,7 @@ from .errors import InsufficientBalanceError, InvalidApiKeyError, InvalidRequest
 from .numbers import number_codes
 from .options import CheckOptions, with_options
 from .protocol import Balance
-from .results import RESULT_COLUMNS, build_columns
+from .results import RESULT_COLUMNS, Failure, build_columns
 
 __all__ = ["RESULT_COLUMNS", "CheckOptions", "Plan", "acheck", "aplan", "preflight", "query", "with_options"]
 
@@ -173,15 +173,16 @@ async def acheck(values: pd.Series, options: CheckOptions) -> pd.DataFrame:
     return columns
 
 
-def outcome(prepared: _Prepared, run: EngineResult) -> tuple[pa.Table, dict, str | None]:
+def outcome(prepared: _Prepared, run: EngineResult) -> tuple[pa.Table, dict[str, Failure], str | None]:
     """``build_columns``'s last three arguments: all answers, failures, why the rest was not asked."""
     answers = pa.concat_tables([prepared.known, answers_table(run.answers)])
+    failures = {mobile: Failure.of(exc) for mobile, exc in run.failures.items()}
     not_asked = "budget reached" if run.budget_reached else None
     if run.gave_up is not None:
         not_asked = f"the service refused every request (busy) for {run.gave_up:.0f} s; run again later"
     if run.stopped is not None:
         not_asked = f"the run stopped ({type(run.stopped).__name__})"
-    return answers, run.failures, not_asked
+    return answers, failures, not_asked
 
 
 async def query(prepared: _Prepared, options: CheckOptions) -> EngineResult:

@@ -11,21 +11,85 @@ status the vendor adds later, such as 沉默号 or 风险号, is kept verbatim);
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .checkpoint import ANSWER_SCHEMA
 from .errors import QxtError
-from .numbers import REASONS
+from .journal import ANSWER_SCHEMA
+from .numbers import REASONS, number_codes
 
-__all__ = ["LOCAL_INVALID", "RESULT_COLUMNS", "VENDOR_COLUMNS", "build_columns"]
+__all__ = [
+    "LOCAL_INVALID",
+    "OUTPUT_TYPES",
+    "RESULT_COLUMNS",
+    "VENDOR_COLUMNS",
+    "Failure",
+    "append_results",
+    "build_columns",
+    "text_series",
+]
 
 VENDOR_COLUMNS = ("Status", "Area", "Is_MNP", "Init_isp", "Now_isp")
 RESULT_COLUMNS = (*VENDOR_COLUMNS, "qxt_mobile", "qxt_code", "qxt_error", "qxt_checked_at")
 #: ``qxt_code`` of a row whose value was rejected locally and never sent; ``qxt_error`` says why.
 LOCAL_INVALID = -100
+#: Arrow types of the result columns outside pandas (files, Spark): categoricals as plain text.
+OUTPUT_TYPES = {
+    "Status": pa.string(),
+    "Area": pa.string(),
+    "Is_MNP": pa.bool_(),
+    "Init_isp": pa.string(),
+    "Now_isp": pa.string(),
+    "qxt_mobile": pa.string(),
+    "qxt_code": pa.int16(),
+    "qxt_error": pa.string(),
+    "qxt_checked_at": pa.timestamp("ms", tz="UTC"),
+}
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A number that failed after its retries, as its row shows it: the last code, and the story.
+
+    Plain data, so that it crosses processes and Spark schemas as it is.
+    """
+
+    code: int | None
+    text: str
+
+    @classmethod
+    def of(cls, exc: QxtError) -> Failure:
+        return cls(exc.code, f"failed after {exc.attempts} attempt(s): {type(exc).__name__}: {exc}")
+
+
+def text_series(array: pa.Array | pa.ChunkedArray) -> pd.Series:
+    """A column of an Arrow table as the Series ``number_codes`` reads (text stays Arrow-backed)."""
+    if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
+        if isinstance(array, pa.ChunkedArray):
+            array = array.combine_chunks()
+        return pd.Series(pd.arrays.ArrowStringArray(array.cast(pa.large_string())))
+    return array.to_pandas()
+
+
+def append_results(
+    table: pa.Table,
+    column: str,
+    answers: pa.Table,
+    failures: Mapping[str, Failure],
+    not_asked: str | None,
+    names: Sequence[str] = RESULT_COLUMNS,
+) -> tuple[pa.Table, pd.DataFrame]:
+    """``table`` with the result columns appended as ``names`` in :data:`OUTPUT_TYPES`; also the pandas columns."""
+    codes, numbers, reasons = number_codes(text_series(table.column(column)))
+    columns = build_columns(pd.RangeIndex(len(codes)), codes, numbers, reasons, answers, failures, not_asked)
+    for name, (source, kind) in zip(names, OUTPUT_TYPES.items(), strict=True):
+        table = table.append_column(name, pa.array(columns[source].array).cast(kind))
+    return table, columns
 
 
 def build_columns(
@@ -34,7 +98,7 @@ def build_columns(
     numbers: pa.Array,
     reasons: np.ndarray,
     answers: pa.Table,
-    failures: dict[str, QxtError],
+    failures: Mapping[str, Failure],
     not_asked: str | None,
 ) -> pd.DataFrame:
     """The result columns for every row.
@@ -90,7 +154,7 @@ def build_columns(
 
 
 def _per_number(
-    uniques: pa.Array, answers: pa.Table, failures: dict[str, QxtError], not_asked: str | None
+    uniques: pa.Array, answers: pa.Table, failures: Mapping[str, Failure], not_asked: str | None
 ) -> dict[str, pa.Array]:
     """Columns aligned with ``uniques``: the vendor fields, code, error text, time."""
     found = pc.index_in(uniques, value_set=answers["mobile"].combine_chunks())
@@ -109,7 +173,7 @@ def _per_number(
         for i in np.flatnonzero(unanswered.to_numpy(zero_copy_only=False)):
             failure = failures.get(uniques[i].as_py())
             if failure is not None:
-                error_list[i] = f"failed after {failure.attempts} attempt(s): {type(failure).__name__}: {failure}"
+                error_list[i] = failure.text
                 code_list[i] = failure.code
             else:
                 error_list[i] = f"not asked: {not_asked or 'the run ended early'}"

@@ -30,22 +30,9 @@ from .engine import EngineResult
 from .files import AtomicWriter, InputError, Source
 from .numbers import number_codes
 from .pipeline import CheckOptions, Plan, outcome, preflight, prepare, query, stopped_error
-from .results import RESULT_COLUMNS, build_columns
+from .results import OUTPUT_TYPES, RESULT_COLUMNS, append_results, text_series
 
 __all__ = ["Summary", "check_file", "output_schema", "plan_file"]
-
-#: Arrow types of the result columns in written files (categoricals as plain text).
-OUTPUT_TYPES = {
-    "Status": pa.string(),
-    "Area": pa.string(),
-    "Is_MNP": pa.bool_(),
-    "Init_isp": pa.string(),
-    "Now_isp": pa.string(),
-    "qxt_mobile": pa.string(),
-    "qxt_code": pa.int16(),
-    "qxt_error": pa.string(),
-    "qxt_checked_at": pa.timestamp("ms", tz="UTC"),
-}
 
 
 @dataclass
@@ -81,14 +68,6 @@ def _counts(counter: Counter[str]) -> str:
     return ", ".join(f"{k} {v:,}" for k, v in counter.most_common()) or "-"
 
 
-def _series(array: pa.Array | pa.ChunkedArray) -> pd.Series:
-    if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
-        if isinstance(array, pa.ChunkedArray):
-            array = array.combine_chunks()
-        return pd.Series(pd.arrays.ArrowStringArray(array.cast(pa.large_string())))
-    return array.to_pandas()
-
-
 def _nothing() -> None:
     pass
 
@@ -108,7 +87,7 @@ def _scan(source: Source, column: str, options: CheckOptions):
     rows = invalid = 0
     pending: list[pa.Array] = []
     for table in source.tables([column]):
-        codes, numbers, _ = number_codes(_series(table.column(0)))
+        codes, numbers, _ = number_codes(text_series(table.column(0)))
         rows += len(codes)
         invalid += int((codes < 0).sum())
         pending.append(numbers)
@@ -159,11 +138,8 @@ def check_file(
         summary.paid, summary.failed = run.paid, len(run.failures)
         summary.unanswered = len(prepared.to_query) - len(run.answers)
         for table in source.tables():
-            codes, numbers, reasons = number_codes(_series(table.column(column)))
-            columns = build_columns(pd.RangeIndex(len(codes)), codes, numbers, reasons, answers, failures, not_asked)
+            table, columns = append_results(table, column, answers, failures, not_asked)
             _tally(summary, columns)
-            for name, kind in OUTPUT_TYPES.items():
-                table = table.append_column(name, pa.array(columns[name].array).cast(kind))
             output.write(table)
         if output.rows != prepared.rows or not source.unchanged():
             raise _changed(source, f"; it has {output.rows:,} rows now, {prepared.rows:,} when its numbers were read")
