@@ -11,6 +11,7 @@ the rest of the library (and tests with ``httpx.MockTransport`` or
 from __future__ import annotations
 
 import urllib.request
+from collections.abc import Mapping
 
 import aiohttp
 import httpx
@@ -38,6 +39,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self._proxies: dict[tuple[str, str], str | None] = {}
+        self._url_proxies: dict[str, str | None] = {}
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     def _open(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
@@ -86,16 +89,58 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                     extensions={"http_version": b"HTTP/1.1"},
                 )
         except Exception as exc:
-            for source, target in _ERRORS:
-                if isinstance(exc, source):
-                    # The message names the failure, not the URL (which holds the key for GET).
-                    raise target(f"{type(exc).__name__}: {_describe(exc)}", request=request) from None
-            raise
+            raise _mapped(exc, request) from None
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> Reply:
+        """The client's hot path: a form POST straight to aiohttp, no httpx objects either way.
+
+        Measured at 256 requests in flight: the httpx Request/Response/Headers around each
+        aiohttp request cost about as much CPU as aiohttp itself. Failures raise the same httpx
+        exceptions as :meth:`handle_async_request`.
+        """
+        if self._session is None:
+            self._session = self._open()
+        if timeout not in self._timeouts:
+            self._timeouts[timeout] = aiohttp.ClientTimeout(
+                total=None, connect=timeout, sock_connect=timeout, sock_read=timeout
+            )
+        if url not in self._url_proxies:
+            self._url_proxies[url] = self._proxy(httpx.URL(url))
+        try:
+            async with self._session.post(
+                url,
+                data=body,
+                headers=headers,
+                allow_redirects=False,
+                timeout=self._timeouts[timeout],
+                proxy=self._url_proxies[url],
+            ) as resp:
+                return Reply(resp.status, resp.headers, await resp.read())  # fmt: skip
+        except Exception as exc:
+            raise _mapped(exc, None) from None
 
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+class Reply:
+    """An answer as the client reads it: status, headers (case-insensitive), body."""
+
+    __slots__ = ("content", "headers", "status_code")
+
+    def __init__(self, status_code: int, headers: Mapping[str, str], content: bytes) -> None:
+        self.status_code, self.headers, self.content = status_code, headers, content
+
+
+def _mapped(exc: Exception, request: httpx.Request | None) -> Exception:
+    """The httpx exception the rest of the library expects for an aiohttp failure (else ``exc``)."""
+    for source, target in _ERRORS:
+        if isinstance(exc, source):
+            # The message names the failure, not the URL (which holds the key for GET).
+            return target(f"{type(exc).__name__}: {_describe(exc)}", request=request)
+    return exc
 
 
 def _describe(exc: BaseException) -> str:

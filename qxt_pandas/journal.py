@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
@@ -74,16 +75,30 @@ class Answer:
     checked_at: float = 0.0
 
     def line(self) -> bytes:
-        return (json.dumps(dict(zip(_KEYS, self.values(), strict=True)), ensure_ascii=False) + "\n").encode()
+        """The journal line: JSON with the keys in schema order (orjson: this runs per answer, 0.2 µs not 3)."""
+        return orjson.dumps(
+            {
+                "mobile": self.mobile,
+                "code": self.code,
+                "Status": self.Status,
+                "Area": self.Area,
+                "Is_MNP": self.Is_MNP,
+                "Init_isp": self.Init_isp,
+                "Now_isp": self.Now_isp,
+                "reason": self.reason,
+                "checked_at": self.checked_at,
+            },
+            option=orjson.OPT_APPEND_NEWLINE,
+        )
 
     def values(self) -> tuple:
         return tuple(getattr(self, k) for k in _KEYS)
 
 
 def answers_table(answers: Iterable[Answer]) -> pa.Table:
-    """A list of answers as a table in :data:`ANSWER_SCHEMA`."""
-    columns = list(zip(*(a.values() for a in answers), strict=True)) or [[] for _ in _KEYS]
-    return pa.table([pa.array(col, type=f.type) for col, f in zip(columns, ANSWER_SCHEMA, strict=True)],
+    """A list of answers as a table in :data:`ANSWER_SCHEMA` (a column at a time: a run's answers can be millions)."""
+    answers = answers if isinstance(answers, list) else list(answers)
+    return pa.table([pa.array([getattr(a, f.name) for a in answers], type=f.type) for f in ANSWER_SCHEMA],
                     schema=ANSWER_SCHEMA)  # fmt: skip
 
 
@@ -172,15 +187,26 @@ def read_journal(path: Path, offset: int) -> tuple[pa.Table | None, int]:
     return pa_json.read_json(io.BytesIO(data), parse_options=options), offset + len(data)
 
 
-_TEXT_OR_NULL = r'(?:null|"(?:[^"\\]|\\.)*")'
-#: A journal line exactly as ``Answer.line`` writes it. Only data in which every line matches goes
-#: to Arrow's JSON reader: a stray ``null`` line crashes that reader (apache/arrow#47409, a segfault).
-_LINE = (
-    r'^\{"mobile": "[0-9]{11}", "code": (?:' + "|".join(map(str, sorted(STORED_CODES))) + r'), "Status": '
-    + _TEXT_OR_NULL + r', "Area": ' + _TEXT_OR_NULL + r', "Is_MNP": (?:null|true|false), "Init_isp": '
-    + _TEXT_OR_NULL + r', "Now_isp": ' + _TEXT_OR_NULL + r', "reason": ' + _TEXT_OR_NULL
-    + r', "checked_at": [0-9][0-9.eE+-]*\}\n$'
-)  # fmt: skip
+def _line_pattern() -> str:
+    """A journal line exactly as ``Answer.line`` writes it (compact, or with spaces as before orjson)."""
+    text, sep = r'(?:null|"(?:[^"\\]|\\.)*")', ", ?"
+    values = {
+        "mobile": '"[0-9]{11}"',
+        "code": "(?:" + "|".join(map(str, sorted(STORED_CODES))) + ")",
+        "Status": text,
+        "Area": text,
+        "Is_MNP": "(?:null|true|false)",
+        "Init_isp": text,
+        "Now_isp": text,
+        "reason": text,
+        "checked_at": "[0-9][0-9.eE+-]*",
+    }
+    return r"^\{" + sep.join(f'"{key}": ?{value}' for key, value in values.items()) + r"\}\n$"
+
+
+#: Only data in which every line matches goes to Arrow's JSON reader: a stray ``null`` line
+#: crashes that reader (apache/arrow#47409, a segfault).
+_LINE = _line_pattern()
 
 
 def _as_written(data: bytes) -> bool:

@@ -14,9 +14,10 @@ Example::
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+import orjson
 
 from ._secret import Secret
 from .errors import (
@@ -136,7 +137,7 @@ def _result(http_status: int, body: bytes, mobile: str | None, redact: Secret) -
             mobile=mobile,
         )
     try:
-        data = json.loads(body.decode("utf-8-sig"))
+        data = orjson.loads(body[3:] if body.startswith(b"\xef\xbb\xbf") else body)  # BOM: as utf-8-sig
     except (UnicodeDecodeError, ValueError):
         raise UnparsableResponseError(
             f"QXT's answer is not JSON (HTTP {http_status}, {len(body)} bytes): {abridge(body, redact)}",

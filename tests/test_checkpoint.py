@@ -157,3 +157,15 @@ def test_appending_is_microseconds(store):
         per_answer = (time.perf_counter() - start) / 2000
     assert per_answer < 200e-6  # measured ~5 us; generous for a loaded CI machine
     assert len(next(store.path.glob("journal-*")).read_bytes().splitlines()) == 2000
+
+
+def test_journals_written_before_orjson_are_read_on_the_fast_path(store):
+    import json
+
+    from qxt_pandas.journal import _as_written
+
+    old = ans("13800000001")
+    line = (json.dumps(dict(zip(old.__slots__, old.values(), strict=True)), ensure_ascii=False) + "\n").encode()
+    assert _as_written(line) and _as_written(ans("13800000002").line())  # spaced (old) and compact (new)
+    (store.path / "journal-1-1-old.jsonl").write_bytes(line + ans("13800000002").line())
+    assert mobiles(store) == {"13800000001", "13800000002"}
