@@ -125,6 +125,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the command; returns its exit code (see ``qxt --help``)."""
     args = _parser().parse_args(argv)
+    _memory_pool()
     if args.command == "simulate":
         from .simulator.__main__ import main as simulate
 
@@ -157,6 +158,21 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILURE
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _memory_pool() -> None:
+    """jemalloc for Arrow when the wheel has it, returning freed pages at once: the peak is what counts.
+
+    Measured on a re-run over 1M distinct numbers, the peak against Arrow's default mimalloc: see
+    docs/cli.md. The command owns its process, so it may choose; the library leaves the choice to
+    the application.
+    """
+    import pyarrow as pa
+
+    if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
+        with contextlib.suppress(NotImplementedError, AttributeError):
+            pa.set_memory_pool(pa.jemalloc_memory_pool())
+            pa.jemalloc_set_decay_ms(100)
 
 
 def _concurrency(text: str) -> int | str:

@@ -26,6 +26,8 @@ from __future__ import annotations
 import codecs
 import contextlib
 import os
+import queue
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -47,7 +49,7 @@ __all__ = ["AtomicWriter", "InputError", "OutputError", "Source", "check_encodin
 # a pass needs (measured on 5M rows: 8 MiB blocks 298 MiB RSS, 1 MiB blocks 204 MiB).
 # Small blocks are then grouped into tables of GROUP_ROWS for the per-batch work.
 BLOCK_BYTES = 1 << 20
-GROUP_ROWS = 200_000
+GROUP_ROWS = 200000
 _CHECK_BYTES = 1 << 24  # encoding check: 16 MiB at a time, cut at a line end
 
 
@@ -320,6 +322,11 @@ class AtomicWriter:
         self._file: IO[bytes] | None = None
         self.rows = 0
         self.committed = False
+        self._queue: queue.Queue[pa.Table | None] = queue.Queue()
+        self._idle = threading.Event()  # the writer has no table
+        self._idle.set()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
 
     def open(self, schema: pa.Schema) -> None:
         """Create the temporary file for ``schema``; an OutputError says why it cannot be."""
@@ -351,14 +358,45 @@ class AtomicWriter:
             ) from None
 
     def write(self, table: pa.Table) -> None:
+        """Queue ``table``; a thread writes it while the caller reads and builds the next one.
+
+        Encoding and compressing Parquet take about as long as computing the rows (measured:
+        1.4 s for 5M rows of 13 columns); on two cores the two overlap. One table waits at most.
+        """
         assert self._writer is not None, "open() first"
-        if self.kind == "csv":
-            table = _naive_utc(table)
-        self._writer.write_table(table)
+        if self._error is not None:
+            raise self._error
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._drain, name="qxt-output-writer", daemon=True)
+            self._thread.start()
+        while not self._idle.wait(0.1):  # the previous table written first: two alive at most;
+            pass  # short waits, so that Ctrl-C stays prompt while the writer is busy
+        self._idle.clear()
+        self._queue.put(table)
         self.rows += table.num_rows
+
+    def _drain(self) -> None:
+        while (table := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._writer.write_table(_naive_utc(table) if self.kind == "csv" else table)  # type: ignore[union-attr]
+                except BaseException as exc:  # told to the caller at its next write or commit
+                    self._error = exc
+            del table
+            self._idle.set()
+
+    def _finish(self) -> None:
+        """Wait until every queued table is written."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
 
     def commit(self) -> None:
         """Finish the file and put it in place (atomically replacing any old one)."""
+        self._finish()
+        if self._error is not None:
+            raise self._error
         self._close()
         os.replace(self.tmp, self.path)
         self.committed = True
@@ -375,6 +413,7 @@ class AtomicWriter:
             self._file = None
 
     def discard(self) -> None:
+        self._finish()
         with contextlib.suppress(Exception):
             self._close()
         self.tmp.unlink(missing_ok=True)

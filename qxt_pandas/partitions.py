@@ -14,8 +14,9 @@ a Dask graph, ``qxt_pandas.spark`` into Spark jobs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -25,7 +26,7 @@ from ._sync import run_sync
 from .journal import ANSWER_SCHEMA
 from .numbers import number_codes
 from .options import CheckOptions
-from .results import RESULT_COLUMNS, Failure, append_results, build_columns
+from .results import RESULT_COLUMNS, Failure, Results, text_series
 
 __all__ = [
     "ANSWERS_SCHEMA",
@@ -63,7 +64,8 @@ def query_table(numbers: Sequence[str], options: CheckOptions) -> pa.Table:
     lost = [{"mobile": mobile, "code": f.code, _FAILURE: f.text} for mobile, f in failures.items()]
     if not_asked:  # why the rest was not asked travels with them (budget, the service refusing everything)
         done = set(answers["mobile"].to_pylist()) | set(failures)
-        lost += [{"mobile": m, _FAILURE: f"not asked: {not_asked}"} for m in prepared.to_query if m not in done]
+        lost += [{"mobile": m, _FAILURE: f"not asked: {not_asked}"} for m in prepared.to_query.to_pylist()
+                 if m not in done]  # fmt: skip
     return pa.concat_tables([answers, pa.Table.from_pylist(lost, schema=ANSWERS_SCHEMA)])
 
 
@@ -90,18 +92,51 @@ def split_answers(table: pa.Table) -> tuple[pa.Table, dict[str, Failure]]:
     return table.filter(pc.invert(failed)).select(ANSWER_SCHEMA.names), failures
 
 
-def merge_table(table: pa.Table, column: str, answers: pa.Table, names: Sequence[str]) -> pa.Table:
+class Merger:
+    """Step 3's results, made once from every task's answers; each partition then costs its own rows.
+
+    Built once per process for a broadcast of answers (a million of them take a second to
+    index), where each partition used to index them all again.
+    """
+
+    def __init__(self, answers: pa.Table) -> None:
+        self.found, self.failures = split_answers(answers)
+        numbers = pa.concat_arrays([self.found["mobile"].combine_chunks(), pa.array(list(self.failures), pa.string())])
+        self.results = Results(numbers, self.found, self.failures, None)
+
+    def rows(self, values: pd.Series) -> tuple[Results, np.ndarray, np.ndarray]:
+        """The results for a partition's ``values``: (results, each row's code in them, each row's reason)."""
+        local, numbers, reasons = number_codes(values)
+        known = self.results.codes_of(numbers)
+        if (known < 0).any():  # a number no task saw (a trial merge before paying): results of its own
+            return Results(numbers, self.found, self.failures, None), local, reasons
+        return self.results, np.where(local >= 0, known[np.maximum(local, 0)], -1), reasons
+
+
+_merger: tuple[object, Merger] | None = None  # the last broadcast seen in this process, and its merger
+
+
+def merger(answers: object, table: Callable[[], pa.Table]) -> Merger:
+    """The Merger for the broadcast ``answers`` (``table()`` makes its Arrow table), reused while it is the same."""
+    global _merger
+    if _merger is None or _merger[0] is not answers:
+        _merger = (answers, Merger(table()))
+    return _merger[1]
+
+
+def merge_table(table: pa.Table, column: str, merged: Merger, names: Sequence[str]) -> pa.Table:
     """Step 3 on Arrow (Spark): one input batch with the result columns, in the output types."""
-    found, failures = split_answers(answers)
-    return append_results(table, column, found, failures, None, names)[0]
+    results, codes, reasons = merged.rows(text_series(table.column(column)))
+    for name, array in zip(names, results.output(codes, reasons), strict=True):
+        table = table.append_column(name, array)
+    return table
 
 
 def merge_results(frame: pd.DataFrame, column: str, answers: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     """Step 3 on pandas (Dask): one input partition with its result columns (named ``names``), given all answers."""
-    table = pa.Table.from_pandas(answers, schema=ANSWERS_SCHEMA, preserve_index=False)
-    found, failures = split_answers(table)
-    codes, numbers, reasons = number_codes(frame[column])
-    columns = build_columns(frame.index, codes, numbers, reasons, found, failures, None)
+    merged = merger(answers, lambda: pa.Table.from_pandas(answers, schema=ANSWERS_SCHEMA, preserve_index=False))
+    results, codes, reasons = merged.rows(frame[column])
+    columns = results.frame(frame.index, codes, reasons)
     out = frame.copy()
     for name, source in zip(names, RESULT_COLUMNS, strict=True):
         out[name] = columns[source].array

@@ -79,26 +79,23 @@ class Plan:
 
 
 @dataclass
-class _Prepared:
+class Prepared:
     rows: int
     invalid: int
     numbers: pa.Array  # distinct valid numbers
     known: pa.Table  # stored answers for these numbers
-    to_query: list[str]
+    to_query: pa.Array  # the numbers without one (Arrow, not Python strings: there may be millions)
     store: Checkpoint | None
 
     def take(self, stored: pa.Table | None) -> int:
-        """Use ``stored`` answers for these numbers: they leave ``to_query``. How many were new."""
-        if stored is None or stored.num_rows == 0:
+        """Use ``stored`` answers for numbers still to ask: they leave ``to_query``. How many were taken."""
+        if stored is None or stored.num_rows == 0 or len(self.to_query) == 0:
             return 0
-        found = pc.index_in(self.numbers, value_set=stored["mobile"].combine_chunks())
+        found = pc.index_in(self.to_query, value_set=stored["mobile"].combine_chunks())
         answered = stored.take(found.drop_null())
-        if self.known.num_rows:
-            answered = answered.filter(pc.invert(pc.is_in(answered["mobile"], value_set=self.known["mobile"])))
         self.known = pa.concat_tables([self.known, answered]) if self.known.num_rows else answered
-        taken = set(answered["mobile"].to_pylist())
-        self.to_query = [n for n in self.to_query if n not in taken] if taken else self.to_query
-        return len(taken)
+        self.to_query = self.to_query.filter(pc.is_null(found))
+        return answered.num_rows
 
     def plan(self, budget: int | None, balance: Balance | None = None) -> Plan:
         return Plan(
@@ -114,9 +111,9 @@ class _Prepared:
         )
 
 
-def prepare(numbers: pa.Array, rows: int, invalid: int, options: CheckOptions) -> _Prepared:
+def prepare(numbers: pa.Array, rows: int, invalid: int, options: CheckOptions) -> Prepared:
     """What the checkpoint already answers for ``numbers``, and what is left to ask."""
-    prepared = _Prepared(rows, invalid, numbers, answers_table([]), numbers.to_pylist(), None)
+    prepared = Prepared(rows, invalid, numbers, answers_table([]), numbers, None)
     if options.checkpoint is not None:
         prepared.store = Checkpoint(options.checkpoint, service=service_of(options.base_url))
         prepared.take(prepared.store.answers(max_age=options.max_age))
@@ -128,7 +125,7 @@ def service_of(base_url: str | None) -> str:
     return httpx.URL(resolve_base_url(base_url)).host
 
 
-def _prepare_series(values: pd.Series, options: CheckOptions) -> tuple[_Prepared, np.ndarray, np.ndarray]:
+def _prepare_series(values: pd.Series, options: CheckOptions) -> tuple[Prepared, np.ndarray, np.ndarray]:
     codes, numbers, reasons = number_codes(values)
     return prepare(numbers, len(codes), int((codes < 0).sum()), options), codes, reasons
 
@@ -155,7 +152,7 @@ async def read_balance(client: AsyncClient) -> Balance:
         ) from None
 
 
-async def preflight(client: AsyncClient, prepared: _Prepared) -> Balance:
+async def preflight(client: AsyncClient, prepared: Prepared) -> Balance:
     """The balance (free), and the checkpoint bound to the kind of service that answered it."""
     balance = await read_balance(client)  # bad key, IP not allowed: raised here, before any paid query
     if prepared.store is not None:
@@ -173,7 +170,7 @@ async def acheck(values: pd.Series, options: CheckOptions) -> pd.DataFrame:
     return columns
 
 
-def outcome(prepared: _Prepared, run: EngineResult) -> tuple[pa.Table, dict[str, Failure], str | None]:
+def outcome(prepared: Prepared, run: EngineResult) -> tuple[pa.Table, dict[str, Failure], str | None]:
     """``build_columns``'s last three arguments: all answers, failures, why the rest was not asked."""
     answers = pa.concat_tables([prepared.known, answers_table(run.answers)])
     failures = {mobile: Failure.of(exc) for mobile, exc in run.failures.items()}
@@ -185,10 +182,10 @@ def outcome(prepared: _Prepared, run: EngineResult) -> tuple[pa.Table, dict[str,
     return answers, failures, not_asked
 
 
-async def query(prepared: _Prepared, options: CheckOptions) -> EngineResult:
+async def query(prepared: Prepared, options: CheckOptions) -> EngineResult:
     """Ask what is left to ask, each number once across every run sharing the checkpoint."""
     store = prepared.store
-    if not prepared.to_query:
+    if len(prepared.to_query) == 0:
         if store is not None and store.simulator:  # simulated answers go only to a simulator: ask it
             async with options.client() as client:
                 await preflight(client, prepared)
@@ -207,7 +204,7 @@ async def query(prepared: _Prepared, options: CheckOptions) -> EngineResult:
             if writer is not None and answer.code in STORED_CODES:
                 writer.append(answer)
 
-        run, pending = EngineResult(), prepared.to_query
+        run, pending = EngineResult(), prepared.to_query.to_pylist()
         try:
             while pending:
                 claim = await claim_numbers(store, pending, options.max_age) if store is not None else Claim(pending)
@@ -248,7 +245,7 @@ def _refuse_if_uncovered(plan: Plan) -> None:
         )
 
 
-def stopped_error(run: EngineResult, prepared: _Prepared, columns: pd.DataFrame | None) -> TerminalError:
+def stopped_error(run: EngineResult, prepared: Prepared, columns: pd.DataFrame | None) -> TerminalError:
     """The terminal error, retold with what was saved and what remains; ``.partial`` holds the results."""
     exc = run.stopped
     assert exc is not None

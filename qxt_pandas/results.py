@@ -11,6 +11,7 @@ status the vendor adds later, such as 沉默号 or 风险号, is kept verbatim);
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -20,7 +21,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import QxtError
-from .journal import ANSWER_SCHEMA
 from .numbers import REASONS, number_codes
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "RESULT_COLUMNS",
     "VENDOR_COLUMNS",
     "Failure",
+    "Results",
     "append_results",
     "build_columns",
     "text_series",
@@ -38,16 +39,22 @@ VENDOR_COLUMNS = ("Status", "Area", "Is_MNP", "Init_isp", "Now_isp")
 RESULT_COLUMNS = (*VENDOR_COLUMNS, "qxt_mobile", "qxt_code", "qxt_error", "qxt_checked_at")
 #: ``qxt_code`` of a row whose value was rejected locally and never sent; ``qxt_error`` says why.
 LOCAL_INVALID = -100
-#: Arrow types of the result columns outside pandas (files, Spark): categoricals as plain text.
+_TEXT = pa.dictionary(pa.int32(), pa.string())
+_TEXT_COLUMNS = ("Status", "Area", "Init_isp", "Now_isp")
+_NO_CODE = -(2**15)  # qxt_code's mark for "no code" in the packed rows (vendor codes are small)
+_CODE = 5  # the packed rows' column of qxt_code
+#: Arrow types of the result columns in files: the few-valued text columns dictionary-encoded (pandas
+#: reads them back as the categoricals df.qxt.check gives; writing them so saves Parquet re-hashing
+#: 5M strings a column), the number as plain text.
 OUTPUT_TYPES = {
-    "Status": pa.string(),
-    "Area": pa.string(),
+    "Status": _TEXT,
+    "Area": _TEXT,
     "Is_MNP": pa.bool_(),
-    "Init_isp": pa.string(),
-    "Now_isp": pa.string(),
+    "Init_isp": _TEXT,
+    "Now_isp": _TEXT,
     "qxt_mobile": pa.string(),
     "qxt_code": pa.int16(),
-    "qxt_error": pa.string(),
+    "qxt_error": _TEXT,
     "qxt_checked_at": pa.timestamp("ms", tz="UTC"),
 }
 
@@ -76,6 +83,123 @@ def text_series(array: pa.Array | pa.ChunkedArray) -> pd.Series:
     return array.to_pandas()
 
 
+class Results:
+    """Every distinct number's result columns, computed once; rows take them by code.
+
+    The work is per distinct number; a row costs a ``take``, whatever the number of
+    distinct numbers. Text columns stay dictionary-encoded (categoricals in pandas, plain
+    text in files). One core for every face: :meth:`frame` (pandas), :meth:`output` (files,
+    Spark), and :meth:`codes_of` maps another batch's numbers to these (Spark, Dask).
+
+    Example::
+
+        results = Results(numbers, answers, failures, not_asked=None)
+        frame = results.frame(df.index, codes, reasons)
+    """
+
+    def __init__(
+        self, numbers: pa.Array, answers: pa.Table, failures: Mapping[str, Failure], not_asked: str | None
+    ) -> None:
+        self.numbers = numbers
+        found = pc.index_in(numbers, value_set=answers["mobile"].combine_chunks())
+        # Text a column at a time, dictionary-encoded before it is aligned: a million answers'
+        # strings are never copied, only their 4-byte codes.
+        text = {name: _aligned_text(answers[name], found) for name in _TEXT_COLUMNS}
+        self._dictionaries = {name: column.dictionary for name, column in text.items()}
+        code, error = _codes_and_errors(numbers, found, answers, failures, not_asked)
+        errors = _encoded(error)
+        known = errors.dictionary.to_pylist()
+        extra = [r for r in REASONS if r not in known]
+        self._error_texts = pa.array(known + extra, pa.string())
+        where = {text: i for i, text in enumerate(known + extra)}
+        self._reason_codes = np.array([where[r] for r in REASONS], np.int32)
+        # whole milliseconds: float seconds carry noise below that
+        seconds = answers["checked_at"].take(found).combine_chunks()
+        millis = _ints(pc.round(pc.multiply(seconds, 1000.0)).cast(pa.int64()))
+        # Every number's values in one int32 row (-1: missing), and a last row for invalid rows.
+        # A row's values share a cache line: gathering rows from here is one pass, where a
+        # ``take`` per column over a million numbers paid a cache miss each (0.9 s of 5M rows).
+        # The time in milliseconds takes two columns (high and low 32 bits).
+        columns = [lambda name=name: _ints(text[name].indices) for name in _TEXT_COLUMNS]
+        columns += [lambda: _ints(answers["Is_MNP"].take(found)), lambda: _ints(code), lambda: _ints(errors.indices)]
+        columns += [lambda: millis >> 32, lambda: millis & 0xFFFFFFFF]
+        self._matrix = np.full((len(numbers) + 1, len(columns)), -1, np.int32)
+        for k, column in enumerate(columns):  # one column at a time: no int64 copy of the whole matrix
+            self._matrix[:-1, k] = column()
+        self._matrix[:-1, _CODE][pc.is_null(code).to_numpy(zero_copy_only=False)] = _NO_CODE  # -1 is a code
+        self._lookup: pd.Index | None = None
+
+    def codes_of(self, numbers: pa.Array) -> np.ndarray:
+        """Positions of ``numbers`` among these (-1: absent); the hash is built once, on first use."""
+        if self._lookup is None:
+            self._lookup = pd.Index(self.numbers.to_numpy(zero_copy_only=False))
+        return self._lookup.get_indexer(numbers.to_numpy(zero_copy_only=False))
+
+    def rows(self, codes: np.ndarray, reasons: np.ndarray) -> dict[str, pa.Array]:
+        """The result columns for rows whose numbers are ``codes`` (-1: invalid, for the reason in ``reasons``)."""
+        valid = codes >= 0
+        got = self._matrix[np.where(valid, codes, len(self._matrix) - 1)]
+
+        def text(k: int, name: str) -> pa.DictionaryArray:
+            return pa.DictionaryArray.from_arrays(pa.array(got[:, k], mask=got[:, k] < 0), self._dictionaries[name])
+
+        mnp, code, error = got[:, 4], np.where(valid, got[:, _CODE], LOCAL_INVALID), got[:, 6].copy()
+        millis = (got[:, 7].astype(np.int64) << 32) | got[:, 8].astype(np.int64) & 0xFFFFFFFF
+        error[~valid] = self._reason_codes[reasons[~valid]]
+        return {
+            "Status": text(0, "Status"),
+            "Area": text(1, "Area"),
+            "Is_MNP": pa.array(mnp == 1, mask=mnp < 0),
+            "Init_isp": text(2, "Init_isp"),
+            "Now_isp": text(3, "Now_isp"),
+            "qxt_mobile": self.numbers.take(pa.array(codes.astype(np.int32, copy=False), mask=~valid)),
+            "qxt_code": pa.array(code.astype(np.int16), mask=code == _NO_CODE),
+            "qxt_error": pa.DictionaryArray.from_arrays(pa.array(error, mask=error < 0), self._error_texts),
+            "qxt_checked_at": pa.array(millis, mask=millis < 0).cast(pa.timestamp("ms", tz="UTC")),
+        }
+
+    def tally(self, codes: np.ndarray) -> tuple[Counter[str], Counter[str], int]:
+        """Rows answered (code 0) by Status and by current carrier, and how many are ported, for ``codes``."""
+        rows = np.zeros(len(self.numbers), np.int64)
+        for start in range(0, len(codes), 1 << 20):  # in slices: a 5M-row temporary would cost 60 MB
+            part = codes[start : start + (1 << 20)]
+            rows += np.bincount(part[part >= 0], minlength=len(self.numbers))
+        numbers = self._matrix[:-1]
+        answered = numbers[:, _CODE] == 0
+        counted = []
+        for k, name in ((0, "Status"), (3, "Now_isp")):
+            names = self._dictionaries[name].to_pylist()
+            totals = np.bincount(numbers[answered, k], weights=rows[answered], minlength=len(names))
+            counted.append(Counter({key: int(n) for key, n in zip(names, totals, strict=True) if n}))
+        return counted[0], counted[1], int(rows[answered & (numbers[:, 4] == 1)].sum())
+
+    def output(self, codes: np.ndarray, reasons: np.ndarray) -> list[pa.Array]:
+        """:meth:`rows` in :data:`OUTPUT_TYPES` (text as plain strings), in result-column order."""
+        rows = self.rows(codes, reasons)
+        return [rows[name].cast(kind) for name, kind in OUTPUT_TYPES.items()]
+
+    def frame(self, index: pd.Index, codes: np.ndarray, reasons: np.ndarray) -> pd.DataFrame:
+        """:meth:`rows` as pandas columns: categoricals, nullable boolean and Int16, UTC timestamps."""
+        rows = self.rows(codes, reasons)
+
+        def categorical(column: pa.DictionaryArray) -> pd.Categorical:
+            indices = pc.fill_null(column.indices, -1).to_numpy(zero_copy_only=False)
+            return pd.Categorical.from_codes(indices, categories=column.dictionary.to_pylist())
+
+        def nullable(column: pa.Array, cls: type, fill: object):
+            values = pc.fill_null(column, fill).to_numpy(zero_copy_only=False)
+            return cls(values, pc.is_null(column).to_numpy(zero_copy_only=False))
+
+        columns = {
+            **{name: categorical(rows[name]) for name in ("Status", "Area", "Init_isp", "Now_isp", "qxt_error")},
+            "Is_MNP": nullable(rows["Is_MNP"], pd.arrays.BooleanArray, False),
+            "qxt_mobile": pd.arrays.ArrowStringArray(rows["qxt_mobile"]),
+            "qxt_code": nullable(rows["qxt_code"], pd.arrays.IntegerArray, 0),
+            "qxt_checked_at": pd.DatetimeIndex(rows["qxt_checked_at"].to_pandas()).as_unit("ms"),
+        }
+        return pd.DataFrame({name: pd.Series(columns[name], index=index) for name in RESULT_COLUMNS})
+
+
 def append_results(
     table: pa.Table,
     column: str,
@@ -83,13 +207,13 @@ def append_results(
     failures: Mapping[str, Failure],
     not_asked: str | None,
     names: Sequence[str] = RESULT_COLUMNS,
-) -> tuple[pa.Table, pd.DataFrame]:
-    """``table`` with the result columns appended as ``names`` in :data:`OUTPUT_TYPES`; also the pandas columns."""
+) -> pa.Table:
+    """``table`` with the result columns appended as ``names``, in :data:`OUTPUT_TYPES`."""
     codes, numbers, reasons = number_codes(text_series(table.column(column)))
-    columns = build_columns(pd.RangeIndex(len(codes)), codes, numbers, reasons, answers, failures, not_asked)
-    for name, (source, kind) in zip(names, OUTPUT_TYPES.items(), strict=True):
-        table = table.append_column(name, pa.array(columns[source].array).cast(kind))
-    return table, columns
+    results = Results(numbers, answers, failures, not_asked)
+    for name, array in zip(names, results.output(codes, reasons), strict=True):
+        table = table.append_column(name, array)
+    return table
 
 
 def build_columns(
@@ -101,68 +225,55 @@ def build_columns(
     failures: Mapping[str, Failure],
     not_asked: str | None,
 ) -> pd.DataFrame:
-    """The result columns for every row.
+    """The result columns for every row, as pandas columns (:meth:`Results.frame`).
 
     ``codes``, ``numbers`` and ``reasons`` are :func:`~qxt_pandas.numbers.number_codes`'s
     output. ``answers`` holds answers (the checkpoint's and this run's, one per number, in
     ``ANSWER_SCHEMA``); ``failures`` the numbers that failed this run; every other number was
-    not asked, for the reason ``not_asked``. Work is per distinct number; rows only take codes.
+    not asked, for the reason ``not_asked``.
     """
-    per_number = _per_number(numbers, answers, failures, not_asked)
-    valid = codes >= 0
-    at = codes[valid]
-
-    def spread(values: np.ndarray, fill: object) -> np.ndarray:
-        out = np.full(len(codes), fill, dtype=values.dtype)
-        out[valid] = values[at]
-        return out
-
-    def categorical(name: str, local: tuple[str, ...] = ()) -> pd.Categorical:
-        encoded = pc.dictionary_encode(per_number[name].cast(pa.string()))
-        categories = encoded.dictionary.to_pylist()
-        row_codes = spread(pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int32), -1)
-        if local:  # invalid rows: the local reason, appended to the categories
-            extra = [r for r in local if r not in categories]
-            lookup = np.array([categories.index(r) if r in categories else len(categories) + extra.index(r)
-                               for r in local], np.int32)  # fmt: skip
-            row_codes[~valid] = lookup[reasons[~valid]]
-            categories += extra
-        return pd.Categorical.from_codes(row_codes, categories=categories)
-
-    def masked(name: str) -> tuple[np.ndarray, np.ndarray]:
-        column = per_number[name]
-        values = pc.fill_null(column, False if pa.types.is_boolean(column.type) else 0)
-        return values.to_numpy(zero_copy_only=False), pc.is_null(column).to_numpy(zero_copy_only=False)
-
-    mnp, mnp_missing = masked("Is_MNP")
-    code, code_missing = masked("code")
-    checked_at = pc.fill_null(per_number["checked_at"], np.nan).to_numpy(zero_copy_only=False)
-    # whole milliseconds: float seconds carry noise below that
-    millis = np.round(spread(checked_at, np.nan) * 1000)
-    columns = {
-        "Status": categorical("Status"),
-        "Area": categorical("Area"),
-        "Is_MNP": pd.arrays.BooleanArray(spread(mnp, False), spread(mnp_missing, True)),
-        "Init_isp": categorical("Init_isp"),
-        "Now_isp": categorical("Now_isp"),
-        "qxt_mobile": pd.arrays.ArrowStringArray(numbers.take(pa.array(codes, mask=~valid))),
-        "qxt_code": pd.arrays.IntegerArray(spread(code.astype(np.int16), LOCAL_INVALID), spread(code_missing, False)),
-        "qxt_error": categorical("error", REASONS),
-        "qxt_checked_at": pd.to_datetime(millis, unit="ms", utc=True).as_unit("ms"),
-    }
-    return pd.DataFrame({name: pd.Series(values, index=index) for name, values in columns.items()})
+    return Results(numbers, answers, failures, not_asked).frame(index, codes, reasons)
 
 
-def _per_number(
-    uniques: pa.Array, answers: pa.Table, failures: Mapping[str, Failure], not_asked: str | None
-) -> dict[str, pa.Array]:
-    """Columns aligned with ``uniques``: the vendor fields, code, error text, time."""
-    found = pc.index_in(uniques, value_set=answers["mobile"].combine_chunks())
-    aligned = {name: answers[name].combine_chunks().take(found) for name in ANSWER_SCHEMA.names}
-    code = aligned["code"]
+def _ints(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A column as int64 numbers, -1 where missing (booleans: 1 and 0)."""
+    return pc.fill_null(column.cast(pa.int64()), -1).to_numpy(zero_copy_only=False)
+
+
+def _encoded(column: pa.Array) -> pa.DictionaryArray:
+    encoded = pc.dictionary_encode(column.cast(pa.string()))
+    return encoded.combine_chunks() if isinstance(encoded, pa.ChunkedArray) else encoded
+
+
+def _aligned_text(column: pa.ChunkedArray, found: pa.Array) -> pa.DictionaryArray:
+    """``column`` aligned by ``found``, dictionary-encoded; the dictionary in order of first appearance.
+
+    The order (and that only used values are in it) makes the categories the same for the same
+    numbers, whatever order their answers arrived in.
+    """
+    encoded = pc.dictionary_encode(column)
+    chunks = encoded.chunks if isinstance(encoded, pa.ChunkedArray) else [encoded]
+    dictionary = chunks[0].dictionary if chunks else pa.array([], pa.string())
+    taken = pa.chunked_array([c.indices for c in chunks], pa.int32()).combine_chunks().take(found)
+    used = pc.unique(taken.drop_null()).to_numpy(zero_copy_only=False)
+    remap = np.full(len(dictionary), -1, np.int32)
+    remap[used] = np.arange(len(used), dtype=np.int32)
+    indices = (
+        remap[pc.fill_null(taken, 0).to_numpy(zero_copy_only=False)] if len(used) else np.zeros(len(taken), np.int32)
+    )
+    return pa.DictionaryArray.from_arrays(pa.array(indices, mask=pc.is_null(taken).to_numpy(zero_copy_only=False)),
+                                          dictionary.take(pa.array(used, pa.int32())).cast(pa.string()))  # fmt: skip
+
+
+def _codes_and_errors(
+    numbers: pa.Array, found: pa.Array, answers: pa.Table, failures: Mapping[str, Failure], not_asked: str | None
+) -> tuple[pa.Array, pa.Array]:
+    """Each number's code and error text: the vendor's reason, its failure, or why it was not asked."""
+    code = answers["code"].take(found).combine_chunks()
+    reason = answers["reason"].take(found).combine_chunks()
     error = pc.if_else(
         pc.fill_null(pc.not_equal(code, 0), False),
-        pc.coalesce(aligned["reason"], pc.binary_join_element_wise("code ", pc.cast(code, pa.string()), "")),
+        pc.coalesce(reason, pc.binary_join_element_wise("code ", pc.cast(code, pa.string()), "")),
         pa.scalar(None, pa.string()),
     )
     unanswered = pc.is_null(found)
@@ -171,7 +282,7 @@ def _per_number(
         error_list = error.to_pylist()
         code_list = code.to_pylist()
         for i in np.flatnonzero(unanswered.to_numpy(zero_copy_only=False)):
-            failure = failures.get(uniques[i].as_py())
+            failure = failures.get(numbers[i].as_py())
             if failure is not None:
                 error_list[i] = failure.text
                 code_list[i] = failure.code
@@ -179,6 +290,4 @@ def _per_number(
                 error_list[i] = f"not asked: {not_asked or 'the run ended early'}"
         error = pa.array(error_list, pa.string())
         code = pa.array(code_list, pa.int16())
-    aligned["error"] = error
-    aligned["code"] = code
-    return aligned
+    return code, error

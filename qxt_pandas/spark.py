@@ -47,13 +47,16 @@ from ._secret import hide_key
 from .errors import ColumnConflictError, ConfigurationError
 from .numbers import number_codes
 from .options import CheckOptions, with_options
-from .partitions import ANSWERS_SCHEMA, merge_table, query_table
+from .partitions import ANSWERS_SCHEMA, merge_table, merger, query_table
 from .results import OUTPUT_TYPES, RESULT_COLUMNS, text_series
 
 __all__ = ["check", "result_schema"]
 
-#: Spark takes timestamps in microseconds; everything else is the library's own output types.
-_SPARK_TYPES = {**OUTPUT_TYPES, "qxt_checked_at": pa.timestamp("us", tz="UTC")}
+#: The library's output types as Spark takes them: text plain (not dictionary-encoded), timestamps in µs.
+_SPARK_TYPES = {
+    name: pa.string() if pa.types.is_dictionary(kind) else pa.timestamp("us", tz="UTC")
+    if pa.types.is_timestamp(kind) else kind for name, kind in OUTPUT_TYPES.items()
+}  # fmt: skip
 
 
 def check(
@@ -117,10 +120,12 @@ def _merged(df: DataFrame, column: str, names: list[str], schema: StructType, an
 
 
 def _merge_batches(batches: Iterator[pa.RecordBatch], column: str, answers: Any, names: list[str]):
-    when = names[-1]  # qxt_checked_at, under its prefix
+    merged = merger(answers.value, lambda: answers.value)
     for batch in batches:
-        table = merge_table(pa.Table.from_batches([batch]), column, answers.value, names)
-        table = table.set_column(table.num_columns - 1, when, table[when].cast(_SPARK_TYPES["qxt_checked_at"]))
+        table = merge_table(pa.Table.from_batches([batch]), column, merged, names)
+        added = table.num_columns - len(names)
+        for i, (name, kind) in enumerate(zip(names, _SPARK_TYPES.values(), strict=True)):
+            table = table.set_column(added + i, name, table[name].cast(kind))
         yield from table.to_batches()
 
 

@@ -21,16 +21,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ._sync import run_sync
 from .engine import EngineResult
 from .files import AtomicWriter, InputError, Source
-from .numbers import number_codes
-from .pipeline import CheckOptions, Plan, outcome, preflight, prepare, query, stopped_error
-from .results import OUTPUT_TYPES, RESULT_COLUMNS, append_results, text_series
+from .numbers import number_strings
+from .pipeline import CheckOptions, Plan, Prepared, outcome, preflight, prepare, query, stopped_error
+from .results import OUTPUT_TYPES, RESULT_COLUMNS, Results, text_series
 
 __all__ = ["Summary", "check_file", "output_schema", "plan_file"]
 
@@ -77,26 +76,31 @@ def output_schema(source: Source) -> pa.Schema:
     return pa.schema([*source.schema, *(pa.field(name, kind) for name, kind in OUTPUT_TYPES.items())])
 
 
-def _scan(source: Source, column: str, options: CheckOptions):
-    """Pass 1: rows, invalid rows and the distinct valid numbers, one batch at a time."""
+def _scan(source: Source, column: str, options: CheckOptions) -> tuple[Prepared, np.ndarray, np.ndarray]:
+    """Pass 1: every row's number as a code into the distinct valid numbers, and the reasons of invalid rows.
+
+    Kept for pass 2 (4 bytes and 1 a row): the second pass then takes each row's results by
+    code, neither normalizing again nor looking numbers up, whatever their cardinality.
+    """
     if column not in source.columns:
         raise InputError(f"{source.path} has no column {column!r}; its columns are {source.columns}.")
     clash = [c for c in RESULT_COLUMNS if c in source.columns]
     if clash:
         raise InputError(f"{source.path} already has column(s) {', '.join(clash)}; rename them first.")
-    rows = invalid = 0
-    pending: list[pa.Array] = []
+    per_row: list[pa.Array] = []
+    reasons: list[np.ndarray] = [np.array([], np.int8)]
     for table in source.tables([column]):
-        codes, numbers, _ = number_codes(text_series(table.column(0)))
-        rows += len(codes)
-        invalid += int((codes < 0).sum())
-        pending.append(numbers)
-        if len(pending) >= 16:
-            pending = [pc.unique(pa.concat_arrays(pending))]
-    numbers = pc.unique(pa.concat_arrays(pending)) if pending else pa.array([], pa.string())
+        numbers, why = number_strings(text_series(table.column(0)))
+        per_row.append(numbers)
+        reasons.append(why)
+    encoded = pc.dictionary_encode(pa.chunked_array(per_row, pa.string()))  # one dictionary for every chunk
+    del per_row
+    numbers = encoded.chunk(0).dictionary if encoded.num_chunks else pa.array([], pa.string())
+    codes = np.concatenate([np.array([], np.int32)] + [pc.fill_null(chunk.indices, -1).to_numpy(zero_copy_only=False)
+                                                       for chunk in encoded.chunks])  # fmt: skip
     if not source.unchanged():
         raise _changed(source)
-    return prepare(numbers, rows, invalid, options)
+    return prepare(numbers, len(codes), int((codes < 0).sum()), options), codes, np.concatenate(reasons)
 
 
 def _changed(source: Source, detail: str = "") -> InputError:
@@ -108,7 +112,7 @@ def _changed(source: Source, detail: str = "") -> InputError:
 
 def plan_file(source: Source, column: str, options: CheckOptions) -> Plan:
     """The plan for a file, with the balance. Spends nothing."""
-    prepared = _scan(source, column, options)
+    prepared, _, _ = _scan(source, column, options)
 
     async def balance():
         async with options.client() as client:
@@ -128,18 +132,24 @@ def check_file(
     started = time.monotonic()
     output.open(output_schema(source))  # before paying: the output can be written, with these columns
     try:
-        prepared = _scan(source, column, options)
+        prepared, codes, reasons = _scan(source, column, options)
         on_scanned()
         summary = Summary(prepared.plan(options.budget))
         run: EngineResult = run_sync(query(prepared, options))
         if run.stopped is not None:
             raise stopped_error(run, prepared, None)  # no output: it would be incomplete
-        answers, failures, not_asked = outcome(prepared, run)
+        results = Results(prepared.numbers, *outcome(prepared, run))
+        prepared.known = prepared.known.slice(0, 0)  # the results hold what rows need: let the answers go
         summary.paid, summary.failed = run.paid, len(run.failures)
         summary.unanswered = len(prepared.to_query) - len(run.answers)
+        summary.statuses, summary.carriers, summary.ported = results.tally(codes)
         for table in source.tables():
-            table, columns = append_results(table, column, answers, failures, not_asked)
-            _tally(summary, columns)
+            end = output.rows + table.num_rows
+            if end > len(codes):
+                break  # more rows than pass 1 read: refused below
+            for name, array in zip(RESULT_COLUMNS, results.output(codes[output.rows : end], reasons[output.rows : end]),
+                                   strict=True):  # fmt: skip
+                table = table.append_column(name, array)
             output.write(table)
         if output.rows != prepared.rows or not source.unchanged():
             raise _changed(source, f"; it has {output.rows:,} rows now, {prepared.rows:,} when its numbers were read")
@@ -150,10 +160,3 @@ def check_file(
     summary.rows_written = output.rows
     summary.elapsed = time.monotonic() - started
     return summary
-
-
-def _tally(summary: Summary, columns: pd.DataFrame) -> None:
-    answered = columns["qxt_code"].eq(0).fillna(False).to_numpy(dtype=bool)
-    for counter, name in ((summary.statuses, "Status"), (summary.carriers, "Now_isp")):
-        counter.update({k: v for k, v in columns[name][answered].value_counts().items() if v})
-    summary.ported += int(np.asarray(columns["Is_MNP"][answered].fillna(False), dtype=bool).sum())

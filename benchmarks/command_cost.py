@@ -1,0 +1,110 @@
+"""qxt check on 5,000,000-row CSV exports: time and peak memory beside pd.read_csv of the same file.
+
+Each side runs as its own process; its peak is its own VmHWM (ru_maxrss from
+wait4 would carry the parent's high-water mark into a forked child on Linux).
+The simulator runs in its own process with no latency. Scenarios:
+
+- ``rerun-200k``: a finished export re-run (every number in the checkpoint)
+  over 200,000 distinct numbers: realistic cardinality, ~5 % junk;
+- ``rerun-1m``: the same over ~1,000,000 distinct numbers;
+- ``first-1k-3col``: a first run of a 3-column export over 1,000 numbers;
+- ``first-2k``: the old shape, 4 columns over 2,000 numbers (``--output-format csv`` too).
+
+    python benchmarks/command_cost.py [--scenarios rerun-200k,rerun-1m,first-1k-3col,first-2k] [--rows 5000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow.csv as pa_csv
+from _exports import fill_checkpoint, write_export
+
+import qxt_pandas
+from qxt_pandas.simulator import DEMO_APIKEY, spawn
+
+SCENARIOS = {  # name: (distinct numbers, columns, re-run over a full checkpoint)
+    "rerun-200k": (200_000, 4, True),
+    "rerun-1m": (1_000_000, 4, True),
+    "first-1k-3col": (1_000, 3, False),
+    "first-2k": (2_000, 4, False),
+}
+
+# Each child reports its own peak (VmHWM of its address space) at exit.
+_WRAP = """
+import atexit, sys
+def _peak(path=sys.argv[1]):
+    with open('/proc/self/status') as f:
+        kib = next(line.split()[1] for line in f if line.startswith('VmHWM:'))
+    with open(path, 'w') as out:
+        out.write(kib)
+atexit.register(_peak)
+if sys.argv[2] == 'code':
+    exec(sys.argv[3])
+else:
+    import runpy
+    sys.argv = ['qxt', *sys.argv[3:]]
+    runpy.run_module('qxt_pandas.cli', run_name='__main__')
+"""
+
+
+def measure(how: str, args: list[str], env: dict, tmp: Path) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MiB) of a child process running ``args``."""
+    report = tmp / f"peak-{time.monotonic_ns()}"
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", _WRAP, str(report), how, *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    wall = time.perf_counter() - start
+    if result.returncode not in (0, 5):
+        raise RuntimeError(f"{how} failed ({result.returncode}): {result.stderr[-800:]}")
+    return wall, int(report.read_text()) / 1024
+
+
+def distinct_numbers(export: Path) -> list[str]:
+    column = pa_csv.read_csv(export, convert_options=pa_csv.ConvertOptions(include_columns=["mobile"]))["mobile"]
+    found = qxt_pandas.normalize_mobiles(column.to_pandas())["qxt_mobile"].dropna().unique()
+    return sorted(found.tolist())
+
+
+def scenario(name: str, rows: int, output_format: str, url: str, tmp: Path) -> None:
+    distinct, columns, rerun = SCENARIOS[name]
+    export, checkpoint = tmp / f"{name}.csv", tmp / f"{name}.qxt"
+    write_export(export, rows, distinct, columns=columns)
+    if rerun:
+        fill_checkpoint(checkpoint, distinct_numbers(export))
+    env = {**os.environ, "QXT_APIKEY": DEMO_APIKEY}
+    read = [f"import pandas as pd; pd.read_csv({str(export)!r}, dtype=str)"]
+    check = ["check", str(export), "--column", "mobile", "--output", str(tmp / f"out.{output_format}"),
+             "--checkpoint", str(checkpoint), "--base-url", url, "--progress", "off"]  # fmt: skip
+    base_wall, base_rss = measure("code", read, env, tmp)
+    qxt_wall, qxt_rss = measure("module", check, env, tmp)
+    size = export.stat().st_size / 2**20
+    what = "re-run, all answered" if rerun else "first run"
+    print(f"{name}: {rows:,} rows x {columns} columns ({size:.0f} MiB), {distinct:,} distinct numbers, {what}, "
+          f"output {output_format}")  # fmt: skip
+    print(f"  {'pd.read_csv(dtype=str)':>24} {base_wall:7.2f} s {base_rss:7.0f} MiB")
+    print(f"  {'qxt check':>24} {qxt_wall:7.2f} s {qxt_rss:7.0f} MiB")
+    print(f"  ratios: time {qxt_wall / base_wall:.2f}, memory {qxt_rss / base_rss:.2f}")
+    for leftover in (export, tmp / f"out.{output_format}"):
+        leftover.unlink(missing_ok=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--rows", type=int, default=5_000_000)
+    parser.add_argument("--output-format", choices=["parquet", "csv"], default="parquet")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, spawn("--latency", "0") as url:
+        for name in args.scenarios.split(","):
+            scenario(name, args.rows, args.output_format, url, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()
