@@ -41,7 +41,6 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import time
@@ -219,7 +218,7 @@ class Checkpoint:
         with try_lock(self.path / "compact.lock") as locked:
             if not locked:
                 return False
-            for stale in self.path.glob(".tmp-*-part-*"):  # left by a compaction that was killed
+            for stale in self.path.glob(".tmp-*-part*"):  # left by a compaction that was killed
                 stale.unlink(missing_ok=True)
             journals = [j for j in sorted(self.path.glob("journal-*.jsonl")) if not held_elsewhere(j)]
             if not journals:
@@ -227,12 +226,7 @@ class Checkpoint:
             parts = sorted(self.path.glob("part-*.parquet"))
             read = [(f, self._read_part(f)) for f in parts] + [(j, read_journal(j, 0)[0]) for j in journals]
             folded = [(f, t) for f, t in read if t is not None]
-            merged = _newest_per_number(pa.concat_tables([t for _, t in folded]))
-            buffer = io.BytesIO()
-            pq.write_table(merged, buffer, compression="zstd")
-            data = buffer.getvalue()
-            name = f"part-{time.time_ns()}-{uuid.uuid4().hex[:8]}-{zlib.crc32(data):08x}.parquet"
-            tmp = _durable_tmp(self.path / name, data)
+            name, tmp = self._write_part(pa.concat_tables([t for _, t in folded]))
             damaged = [f for f, t in read if t is None and f.exists()] + [f for f, _ in folded if f in DAMAGED]
             with lock(self.path / "read.lock"):  # readers see the old files or the new part, never neither
                 os.replace(tmp, self.path / name)
@@ -244,17 +238,38 @@ class Checkpoint:
                 _fsync_dir(self.path)
             return True
 
+    def _write_part(self, everything: pa.Table) -> tuple[str, Path]:
+        """The newest answer per number, written to a temporary part in slices; (its name, the temporary path).
+
+        The history is in memory once; the answers kept are copied a slice at a time, never whole.
+        """
+        keep = _newest_indices(everything)
+        tmp = self.path / f".tmp-{uuid.uuid4().hex}-part"
+        with pq.ParquetWriter(tmp, ANSWER_SCHEMA, compression="zstd") as out:
+            for start in range(0, max(len(keep), 1), _SLICE):
+                out.write_table(everything.take(keep[start : start + _SLICE]))
+        data = tmp.read_bytes()  # compressed: a few bytes an answer
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        return f"part-{time.time_ns()}-{uuid.uuid4().hex[:8]}-{zlib.crc32(data):08x}.parquet", tmp
+
+
+_SLICE = 1 << 18  # rows a compaction copies at a time
+
+
+def _newest_indices(table: pa.Table) -> pa.Array:
+    """The rows to keep: per mobile, the one with the latest ``checked_at`` (only the two keys are sorted)."""
+    order = pc.sort_indices(table.select(["mobile", "checked_at"]),
+                            sort_keys=[("mobile", "ascending"), ("checked_at", "descending")])  # fmt: skip
+    mobiles = table["mobile"].take(order).combine_chunks()
+    first = pc.not_equal(mobiles[1:], mobiles[:-1]) if len(mobiles) > 1 else pa.array([], pa.bool_())
+    keep = pa.concat_arrays([pa.array([True]), pc.fill_null(first, True)])
+    return order.filter(keep)
+
 
 def _newest_per_number(table: pa.Table) -> pa.Table:
     """One row per mobile: the one with the latest ``checked_at``."""
-    if table.num_rows == 0:
-        return table
-    order = pc.sort_indices(table, sort_keys=[("mobile", "ascending"), ("checked_at", "descending")])
-    table = table.take(order)
-    mobiles = table["mobile"].combine_chunks()
-    first = pc.not_equal(mobiles[1:], mobiles[:-1]) if len(mobiles) > 1 else pa.array([], pa.bool_())
-    keep = pa.concat_arrays([pa.array([True]), pc.fill_null(first, True)])
-    return table.filter(keep)
+    return table if table.num_rows == 0 else table.take(_newest_indices(table))
 
 
 def _part_crc(name: str) -> int | None:

@@ -75,9 +75,15 @@ def query_numbers(numbers: pd.Series, options: CheckOptions) -> pd.DataFrame:
 
 
 def answers_frame(table: pa.Table | None = None) -> pd.DataFrame:
-    """A task's answers as a pandas frame with plain object columns (they survive concatenation as they are)."""
+    """A task's answers as a pandas frame of Arrow-backed columns: no Python object per value (a million answers)."""
     table = ANSWERS_SCHEMA.empty_table() if table is None else table
-    return pd.DataFrame({name: pd.Series(table[name].to_pylist(), dtype=object) for name in ANSWERS_SCHEMA.names})
+    return table.to_pandas(types_mapper=pd.ArrowDtype)
+
+
+def _answers_table(frame: pd.DataFrame) -> pa.Table:
+    """:func:`answers_frame`'s inverse, a column at a time (concatenated frames hold chunked columns)."""
+    return pa.table({name: pa.array(frame[name], type=kind) for name, kind in zip(ANSWERS_SCHEMA.names,
+                     ANSWERS_SCHEMA.types, strict=True)}, schema=ANSWERS_SCHEMA)  # fmt: skip
 
 
 def split_answers(table: pa.Table) -> tuple[pa.Table, dict[str, Failure]]:
@@ -134,7 +140,7 @@ def merge_table(table: pa.Table, column: str, merged: Merger, names: Sequence[st
 
 def merge_results(frame: pd.DataFrame, column: str, answers: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     """Step 3 on pandas (Dask): one input partition with its result columns (named ``names``), given all answers."""
-    merged = merger(answers, lambda: pa.Table.from_pandas(answers, schema=ANSWERS_SCHEMA, preserve_index=False))
+    merged = merger(answers, lambda: _answers_table(answers))
     results, codes, reasons = merged.rows(frame[column])
     columns = results.frame(frame.index, codes, reasons)
     out = frame.copy()

@@ -89,12 +89,19 @@ def _scan(source: Source, column: str, options: CheckOptions) -> tuple[Prepared,
         raise InputError(f"{source.path} already has column(s) {', '.join(clash)}; rename them first.")
     per_row: list[pa.Array] = []
     reasons: list[np.ndarray] = [np.array([], np.int8)]
+    repeats: bool | None = None  # decided on the first group: do numbers repeat within a group?
     for table in source.tables([column]):
         numbers, why = number_strings(text_series(table.column(0)))
-        per_row.append(numbers)
+        encoded = pc.dictionary_encode(numbers)
+        repeats = len(encoded.dictionary) < 0.5 * len(numbers) if repeats is None else repeats
+        # Few numbers in many rows: a group's distinct numbers once, not a string a row (memory);
+        # mostly distinct: the strings, encoded once at the end (time).
+        per_row.append(encoded if repeats else numbers)
         reasons.append(why)
-    encoded = pc.dictionary_encode(pa.chunked_array(per_row, pa.string()))  # one dictionary for every chunk
-    del per_row
+    kind = pa.dictionary(pa.int32(), pa.string()) if repeats else pa.string()
+    everything = pa.chunked_array(per_row, kind)
+    encoded = everything.unify_dictionaries() if repeats else pc.dictionary_encode(everything)
+    del per_row, everything
     numbers = encoded.chunk(0).dictionary if encoded.num_chunks else pa.array([], pa.string())
     codes = np.concatenate([np.array([], np.int32)] + [pc.fill_null(chunk.indices, -1).to_numpy(zero_copy_only=False)
                                                        for chunk in encoded.chunks])  # fmt: skip
