@@ -15,6 +15,7 @@ from .numbers import normalize_mobiles
 from .options import CheckOptions
 from .pipeline import Plan
 from .protocol import Balance, PhoneStatus
+from .report import Report, report
 
 __version__ = "0.1.0"
 
@@ -31,6 +32,8 @@ __all__ = [
     "normalize_mobiles",
     "CheckOptions",
     "Plan",
+    "Report",
+    "report",
     *_errors.__all__,
     "__version__",
 ]

@@ -24,14 +24,14 @@ except ImportError:  # pragma: no cover - Windows
 __all__ = ["alock", "held_elsewhere", "lock", "open_locked", "try_lock"]
 
 
-def open_locked(path: Path) -> int:
-    """Create ``path`` for appending, already locked: no one ever sees it unlocked; the fd.
+def open_locked(path: Path, *, append: bool = True) -> int:
+    """Create ``path`` (for appending, or for writing with seeks), already locked: no one sees it unlocked.
 
     The file is made under a hidden name, locked, then renamed: a sweeper that deletes
     unlocked files (left by killed runs) can never catch it between creation and lock.
     """
     tmp = path.with_name(f".new-{uuid.uuid4().hex}-{path.name}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+    fd = os.open(tmp, (os.O_RDWR if not append else os.O_WRONLY | os.O_APPEND) | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         if fcntl is not None:
             fcntl.flock(fd, fcntl.LOCK_EX)

@@ -15,12 +15,14 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from . import pipeline
 from ._secret import hide_key
 from ._sync import run_sync
 from .errors import ColumnConflictError
 from .pipeline import Plan
+from .results import outcomes
 
 __all__ = ["DataFrameAccessor", "SeriesAccessor"]
 
@@ -103,6 +105,23 @@ class DataFrameAccessor:
         opts = pipeline.with_options(**options)
         self._added_names(column, "")
         return run_sync(pipeline.aplan(self._frame[column], opts))
+
+    def split(self, prefix: str = "") -> dict[str, pd.DataFrame]:
+        """A checked frame's rows by outcome, as ``qxt check --split`` writes them: each vendor
+        ``Status`` (正常, 空号, 停机 …), ``invalid``, ``unknown`` and ``unanswered``.
+
+        Example::
+
+            parts = checked.qxt.split()
+            parts["正常"].to_excel("正常.xlsx", index=False)
+        """
+        code, status = prefix + "qxt_code", prefix + "Status"
+        if code not in self._frame.columns or status not in self._frame.columns:
+            raise KeyError(f"no {code!r}/{status!r} columns: split a frame that df.qxt.check returned")
+        codes = pa.array(self._frame[code], pa.int16())
+        each = outcomes(codes, pa.array(self._frame[status].astype(object), pa.string()))
+        each = each.to_numpy(zero_copy_only=False)
+        return {outcome: self._frame[each == outcome] for outcome in pd.unique(each)}
 
     def _added_names(self, column: Any, prefix: str) -> list[str]:
         if column not in self._frame.columns:

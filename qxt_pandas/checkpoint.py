@@ -52,6 +52,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ._durable import fsync_dir, write_atomically
 from ._locks import held_elsewhere, lock, try_lock
 from .errors import CheckpointError
 from .journal import (
@@ -65,6 +66,7 @@ from .journal import (
     unwritable,
     warn_once,
 )
+from .receipts import recover
 
 __all__ = ["ANSWER_SCHEMA", "STORED_CODES", "Answer", "Checkpoint", "answers_table", "unwritable"]
 
@@ -122,7 +124,7 @@ class Checkpoint:
 
     def _write_meta(self, meta: dict) -> None:
         try:
-            _atomic_write(self.path / "meta.json", json.dumps(meta).encode())
+            write_atomically(self.path / "meta.json", json.dumps(meta).encode())
         except OSError as exc:
             raise unwritable(self.path, exc) from None
 
@@ -226,6 +228,9 @@ class Checkpoint:
             parts = sorted(self.path.glob("part-*.parquet"))
             read = [(f, self._read_part(f)) for f in parts] + [(j, read_journal(j, 0)[0]) for j in journals]
             folded = [(f, t) for f, t in read if t is not None]
+            for journal, table in read[len(parts) :]:
+                if table is not None:
+                    recover(self.path, journal.name, table)  # a run killed before its receipt's end
             name, tmp = self._write_part(pa.concat_tables([t for _, t in folded]))
             damaged = [f for f, t in read if t is None and f.exists()] + [f for f, _ in folded if f in DAMAGED]
             with lock(self.path / "read.lock"):  # readers see the old files or the new part, never neither
@@ -235,7 +240,7 @@ class Checkpoint:
                         f.unlink(missing_ok=True)
                 for f in damaged:
                     _set_aside(f)
-                _fsync_dir(self.path)
+                fsync_dir(self.path)
             return True
 
     def _write_part(self, everything: pa.Table) -> tuple[str, Path]:
@@ -288,31 +293,3 @@ def _set_aside(path: Path) -> None:
     os.replace(path, aside / path.name)
     DAMAGED.discard(path)
     warn_once(path, f"Checkpoint file {path.name} was damaged: moved to {aside} (kept for recovery, no longer read).")
-
-
-def _durable_tmp(path: Path, data: bytes) -> Path:
-    """``data`` in a temporary file beside ``path``, fsynced; the temporary path."""
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return tmp
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a crash leaves the old file or the new one, never half."""
-    os.replace(_durable_tmp(path, data), path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from . import __version__
+from ._durable import write_atomically
 from ._secret import Secret
 from ._sync import run_sync
 from .concurrency import AUTO, MAX_CONCURRENCY
@@ -25,9 +27,11 @@ from .errors import (
     MissingApiKeyError,
     QxtError,
 )
-from .files import AtomicWriter, open_source
+from .files import open_source
 from .options import CheckOptions
+from .outputs import AtomicWriter
 from .pipeline import read_balance
+from .report import report
 from .stream import check_file, plan_file
 
 __all__ = ["EXIT_CODES", "main"]
@@ -59,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"qxt-pandas {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{check,balance,simulate}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{check,report,balance,simulate}")
 
     def service_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--base-url", help="service URL (default $QXT_BASE_URL, then the vendor)")
@@ -71,13 +75,17 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser(
         "check", help="check a column of an export and write it with the results",
         description="Check the numbers in one column of INPUT (CSV/TSV, Parquet, .xlsx) and write every row "
-        "with the result columns to OUTPUT (.parquet, .csv, .tsv). Each distinct number is paid for once; "
+        "with the result columns to OUTPUT (.parquet, .csv, .tsv, .xlsx). Each distinct number is paid for once; "
         "with --checkpoint, a second run pays only for what is new.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     check.add_argument("input", type=Path)
     check.add_argument("--column", required=True, help="the column holding the mobile numbers")
-    check.add_argument("--output", type=Path, help="the output file (.parquet, .csv, .tsv); not needed for --dry-run")
+    check.add_argument("--output", type=Path,
+                       help="the output file (.parquet, .csv, .tsv, .xlsx); not needed for --dry-run")  # fmt: skip
+    check.add_argument("--split", action="store_true",
+                       help="also write each outcome's rows beside OUTPUT: OUT.正常.csv, OUT.空号.csv, ..., "
+                       "OUT.invalid.csv, OUT.unknown.csv, OUT.unanswered.csv")  # fmt: skip
     check.add_argument("--checkpoint", type=Path,
                        help="checkpoint directory: resume, never pay twice (default: OUTPUT's name with .qxt, "
                        "beside it)")  # fmt: skip
@@ -108,6 +116,16 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--progress", choices=["auto", "bar", "log", "off"], default="auto",
                        help="a bar when stderr is a terminal, plain log lines when not (default auto)")  # fmt: skip
     service_options(check)
+
+    report = commands.add_parser(
+        "report", help="what a checkpoint holds and what each run was charged",
+        description="Summarize CHECKPOINT: numbers answered by Status, carrier and province, the share ported, "
+        "and every run's receipt (balance before and after; charged against delivered).",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    report.add_argument("checkpoint", type=Path)
+    report.add_argument("--json", action="store_true", help="print the report as JSON, for machines")
+    report.add_argument("--html", type=Path, metavar="FILE", help="also write a self-contained HTML page")
 
     balance = commands.add_parser("balance", help="print the account's fee type and balance")
     service_options(balance)
@@ -221,6 +239,8 @@ class _Run:
 
     def main(self) -> int:
         args = self.args
+        if args.command == "report":
+            return _report(args)
         with _service(args) as service:
             if args.command == "balance":
                 return _print_balance(CheckOptions(**service))
@@ -243,7 +263,8 @@ class _Run:
                 print(plan_file(source, args.column, options))
                 return EXIT_OK
             assert self.writer is not None
-            summary = check_file(source, args.column, self.writer, options, on_scanned=self._scanned)
+            summary = check_file(source, args.column, self.writer, options, on_scanned=self._scanned,
+                                 split=args.split)  # fmt: skip
             where = f"; answers kept in {self.checkpoint}" if self.checkpoint else ""
             _say(f"wrote {summary.rows_written:,} rows to {args.output}{where}\n{summary}")
             return EXIT_UNANSWERED if summary.unanswered else EXIT_OK
@@ -294,6 +315,15 @@ def _service(args: argparse.Namespace) -> Iterator[dict]:
     if not (apikey or os.environ.get("QXT_APIKEY", "").strip()):
         raise MissingApiKeyError("No QXT API key: set $QXT_APIKEY or pass --apikey-file FILE.", hint="")
     yield {"apikey": apikey, "base_url": args.base_url, **common}
+
+
+def _report(args: argparse.Namespace) -> int:
+    made = report(args.checkpoint)
+    print(json.dumps(made.to_dict(), ensure_ascii=False, indent=2) if args.json else made)
+    if args.html is not None:
+        write_atomically(args.html, made.to_html().encode())
+        _say(f"wrote {args.html}")
+    return EXIT_OK
 
 
 def _print_balance(options: CheckOptions) -> int:

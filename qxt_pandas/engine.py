@@ -71,6 +71,14 @@ class EngineResult:
         for name in ("paid", "requests", "pushbacks", "busy"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
+    def why(self) -> str:
+        """Why the run ended, for its receipt."""
+        if self.stopped is not None:
+            return f"stopped: {type(self.stopped).__name__} (code {self.stopped.code})"
+        if self.gave_up is not None:
+            return f"gave up: the service refused every request for {self.gave_up:.0f} s"
+        return "budget reached" if self.budget_reached else "finished"
+
     def closing(self) -> str:
         """What the service allowed, in words ("" when it never pushed back)."""
         if not self.pushbacks:

@@ -11,6 +11,7 @@ Example::
 
 from __future__ import annotations
 
+import html
 import time
 from dataclasses import dataclass
 
@@ -20,14 +21,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .charts import FONT_STACK, table_html
 from .checkpoint import STORED_CODES, Answer, Checkpoint, answers_table
 from .claims import Claim, claim_numbers
 from .client import AsyncClient, resolve_base_url
 from .engine import EngineResult, Progress, query_numbers
-from .errors import InsufficientBalanceError, InvalidApiKeyError, InvalidRequestError, TerminalError
+from .errors import InsufficientBalanceError, InvalidApiKeyError, InvalidRequestError, QxtError, TerminalError
 from .numbers import number_codes
 from .options import CheckOptions, with_options
 from .protocol import Balance
+from .receipts import Receipt
 from .results import RESULT_COLUMNS, Failure, build_columns
 
 __all__ = ["RESULT_COLUMNS", "CheckOptions", "Plan", "acheck", "aplan", "preflight", "query", "with_options"]
@@ -76,6 +79,17 @@ class Plan:
             verdict = "covers the run" if self.covered else "does NOT cover the run"
             lines.append(f"balance               {self.balance:>12,}  ({self.fee_type}; {verdict})")
         return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        rows = [("rows", f"{self.rows:,}"), ("invalid (not sent)", f"{self.invalid:,}"),
+                ("duplicates", f"{self.duplicates:,}"), ("unique valid numbers", f"{self.unique:,}"),
+                ("in the checkpoint", f"{self.in_checkpoint:,}"), ("to query", f"{self.to_query:,}"),
+                ("will query" + (f" (budget {self.budget:,})" if self.budget is not None else ""),
+                 f"{self.will_query:,}")]  # fmt: skip
+        if self.balance is not None:
+            verdict = "covers the run" if self.covered else "does NOT cover the run"
+            rows.append(("balance", f"{self.balance:,} ({self.fee_type}; {verdict})"))
+        return f'<div style="font-family:{html.escape(FONT_STACK)}"><strong>QXT plan</strong>{table_html(rows)}</div>'
 
 
 @dataclass
@@ -205,6 +219,10 @@ async def query(prepared: Prepared, options: CheckOptions) -> EngineResult:
                 writer.append(answer)
 
         run, pending = EngineResult(), prepared.to_query.to_pylist()
+        receipt = (
+            None if writer is None else Receipt.begin(store, writer, balance, len(pending), bool(client.simulator))
+        )
+        stopped = "interrupted"
         try:
             while pending:
                 claim = await claim_numbers(store, pending, options.max_age) if store is not None else Claim(pending)
@@ -222,13 +240,26 @@ async def query(prepared: Prepared, options: CheckOptions) -> EngineResult:
                     break
                 await claim.wait(progress.note)
                 pending = claim.waiting_for  # answered meanwhile: taken from the checkpoint by the next claim
+            stopped = run.why()
+        except Exception as exc:
+            stopped = f"failed: {type(exc).__name__}"
+            raise
         finally:
             progress.close(run.closing())
             if writer is not None:
                 writer.close()
+            if receipt is not None:  # the balance after, unless interrupted (no request then): it is free
+                receipt.end(run, None if stopped == "interrupted" else await _balance_after(client), stopped)
     if store is not None and run.answers and run.stopped is None:
         store.tidy()
     return run
+
+
+async def _balance_after(client: AsyncClient) -> Balance | None:
+    try:
+        return await client.balance()
+    except QxtError:
+        return None
 
 
 def _refuse_if_uncovered(plan: Plan) -> None:

@@ -32,6 +32,7 @@ __all__ = [
     "Results",
     "append_results",
     "build_columns",
+    "outcomes",
     "text_series",
 ]
 
@@ -198,6 +199,22 @@ class Results:
             "qxt_checked_at": pd.DatetimeIndex(rows["qxt_checked_at"].to_pandas()).as_unit("ms"),
         }
         return pd.DataFrame({name: pd.Series(columns[name], index=index) for name in RESULT_COLUMNS})
+
+
+#: Codes of numbers that cannot be asked: rejected locally (-100) or by the vendor as malformed.
+INVALID_CODES = (LOCAL_INVALID, 1, -2, -3)
+
+
+def outcomes(code: pa.Array | pa.ChunkedArray, status: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Each row's outcome, as ``--split`` files and ``df.qxt.split()`` group rows: its ``Status`` when
+    answered (code 0), ``invalid``, ``unknown`` (-4: the vendor found nothing), or ``unanswered``
+    (failed after retries, or not asked: run again)."""
+    code = pc.fill_null(code.cast(pa.int16()), 32767)
+    status = pc.fill_null(status.cast(pa.string()), "unanswered")
+    other = pc.if_else(pc.is_in(code, pa.array(INVALID_CODES, pa.int16())), "invalid",
+                       pc.if_else(pc.equal(code, -4), "unknown", "unanswered"))  # fmt: skip
+    out = pc.if_else(pc.equal(code, 0), status, other)
+    return out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out
 
 
 def append_results(

@@ -26,8 +26,9 @@ import pyarrow.compute as pc
 
 from ._sync import run_sync
 from .engine import EngineResult
-from .files import AtomicWriter, InputError, Source
+from .files import InputError, Source
 from .numbers import number_strings
+from .outputs import AtomicWriter, SplitWriter
 from .pipeline import CheckOptions, Plan, Prepared, outcome, preflight, prepare, query, stopped_error
 from .results import OUTPUT_TYPES, RESULT_COLUMNS, Results, text_series
 
@@ -43,6 +44,7 @@ class Summary:
     failed: int = 0
     unanswered: int = 0  # numbers with no answer: failed after retries, or not asked (budget)
     rows_written: int = 0
+    split: dict[str, int] = field(default_factory=dict)  # rows per outcome file, with --split
     statuses: Counter[str] = field(default_factory=Counter)
     carriers: Counter[str] = field(default_factory=Counter)
     ported: int = 0
@@ -57,6 +59,8 @@ class Summary:
             "by carrier now: " + _counts(self.carriers),
             f"ported: {self.ported / answered:.1%} of answered rows" if answered else "ported: -",
         ]
+        if self.split:
+            lines.append("split: " + ", ".join(f"{k} {v:,}" for k, v in self.split.items()))
         if self.unanswered:
             lines.append(f"{self.unanswered:,} numbers are unanswered ({self.failed:,} failed after retries, the "
                          "rest not asked): run again to ask for them")  # fmt: skip
@@ -129,15 +133,24 @@ def plan_file(source: Source, column: str, options: CheckOptions) -> Plan:
 
 
 def check_file(
-    source: Source, column: str, output: AtomicWriter, options: CheckOptions, on_scanned: Callable[[], None] = _nothing
+    source: Source,
+    column: str,
+    output: AtomicWriter,
+    options: CheckOptions,
+    on_scanned: Callable[[], None] = _nothing,
+    *,
+    split: bool = False,
 ) -> Summary:
     """Check ``column`` of ``source`` and write every row with its results to ``output``.
 
     Runs in the caller's thread except for the queries, so Ctrl-C stops the writing at once.
-    ``on_scanned`` is called when everything that can be checked for free has been.
+    ``on_scanned`` is called when everything that can be checked for free has been. ``split``
+    also writes each outcome's rows to a file of its own beside ``output``.
     """
     started = time.monotonic()
-    output.open(output_schema(source))  # before paying: the output can be written, with these columns
+    schema = output_schema(source)
+    output.open(schema)  # before paying: the output can be written, with these columns
+    parts = SplitWriter(output, schema) if split else None
     try:
         prepared, codes, reasons = _scan(source, column, options)
         on_scanned()
@@ -157,12 +170,19 @@ def check_file(
             for name, array in zip(RESULT_COLUMNS, results.output(codes[output.rows : end], reasons[output.rows : end]),
                                    strict=True):  # fmt: skip
                 table = table.append_column(name, array)
+            if parts is not None:
+                parts.write(table)
             output.write(table)
         if output.rows != prepared.rows or not source.unchanged():
             raise _changed(source, f"; it has {output.rows:,} rows now, {prepared.rows:,} when its numbers were read")
         output.commit()
+        if parts is not None:
+            parts.commit()
+            summary.split = {outcome: writer.rows for outcome, writer in parts.writers.items()}
     except BaseException:
         output.discard()
+        if parts is not None:
+            parts.discard()
         raise
     summary.rows_written = output.rows
     summary.elapsed = time.monotonic() - started

@@ -103,7 +103,7 @@ def test_dry_run_spends_nothing(tmp_path, service):
     ("args", "key", "code", "says"),
     [
         (["--column", "phone", "--output", "o.parquet"], SECRET, 2, "no column 'phone'"),
-        (["--column", "mobile", "--output", "x.json"], SECRET, 2, ".parquet, .csv or .tsv"),
+        (["--column", "mobile", "--output", "x.json"], SECRET, 2, ".parquet, .csv, .tsv or .xlsx"),
         (["--column", "mobile"], SECRET, 2, "--output is required"),
         (["--column", "mobile", "--output", "o.parquet", "--max-age", "soon"], SECRET, 2, "max_age"),
         (["--column", "mobile", "--output", "o.parquet"], None, 3, "QXT_APIKEY"),

@@ -1,0 +1,118 @@
+"""Receipts: what each run asked, received and was charged, kept in the checkpoint beside the answers.
+
+Every run that asks anything appends two lines to ``receipts.jsonl`` in its
+checkpoint: one before its first paid query (when, which service, the fee type
+and balance, read for free) and one after its last (answers by code, numbers
+paid for, failures, why it stopped, the balance again). The balance's drop is
+what the vendor charged; the answers received with code 0 are what it
+delivered; ``qxt report`` calls out the difference.
+
+A run killed before its end line leaves only its start. Its journal still
+holds every answer it received, so the compaction that folds that journal
+appends the end line from it (marked ``recovered``): a crash leaves the record
+of what was answered, never a false one.
+
+Example::
+
+    receipt = Receipt.begin(store, journal, balance, to_ask=2_016, simulator=False)
+    ...
+    receipt.end(run, balance_after, "finished")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .journal import JournalWriter, warn_once
+from .protocol import Balance
+
+if TYPE_CHECKING:
+    from .engine import EngineResult
+
+__all__ = ["RECEIPTS", "Receipt", "read_runs", "recover"]
+
+RECEIPTS = "receipts.jsonl"
+
+
+class Receipt:
+    """One run's receipt: :meth:`begin` before its first paid query, :meth:`end` after its last."""
+
+    def __init__(self, directory: Path, run: str) -> None:
+        self.directory, self.run = directory, run
+
+    @classmethod
+    def begin(cls, store: Any, journal: JournalWriter, balance: Balance, to_ask: int, simulator: bool) -> Receipt:
+        receipt = cls(store.path, f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
+        _append(store.path, {
+            "run": receipt.run, "event": "start", "started": _now(), "host": socket.gethostname(),
+            "pid": os.getpid(), "service": store.service, "simulator": simulator, "fee_type": balance.fee_type,
+            "balance_before": balance.balance, "to_ask": to_ask, "journal": journal.path.name,
+        })  # fmt: skip
+        return receipt
+
+    def end(self, run: EngineResult, balance: Balance | None, stopped: str) -> None:
+        """The run's totals (``run`` is the engine's result) and the balance after it, if it could be read."""
+        by_code = Counter(str(answer.code) for answer in run.answers)
+        _append(self.directory, {
+            "run": self.run, "event": "end", "ended": _now(), "by_code": dict(by_code), "paid": run.paid,
+            "failures": len(run.failures), "requests": run.requests, "stopped": stopped,
+            "balance_after": None if balance is None else balance.balance,
+        })  # fmt: skip
+
+
+def recover(directory: Path, journal: str, answers: pa.Table) -> None:
+    """Called when a compaction folds ``journal``: end the receipt of a run that died without its end line."""
+    runs = read_runs(directory, warn=False)
+    for run in runs:
+        if run.get("journal") == journal and "ended" not in run:
+            counted = pc.value_counts(answers["code"])
+            codes, numbers = counted.field("values").to_pylist(), counted.field("counts").to_pylist()
+            counts = {str(code): int(n) for code, n in zip(codes, numbers, strict=True)}
+            _append(directory, {
+                "run": run["run"], "event": "end", "ended": None, "recovered": True, "by_code": counts,
+                "paid": counts.get("0", 0), "failures": None, "requests": None, "balance_after": None,
+                "stopped": "the run ended without its record (killed?); its answers were counted from its journal",
+            })  # fmt: skip
+
+
+def read_runs(directory: Path, *, warn: bool = True) -> list[dict[str, Any]]:
+    """Every run's receipt, its start and end lines merged, oldest first."""
+    runs: dict[str, dict[str, Any]] = {}
+    bad = 0
+    try:
+        lines = (directory / RECEIPTS).read_bytes().splitlines()
+    except FileNotFoundError:
+        return []
+    for line in lines:
+        try:
+            record = json.loads(line)
+            runs.setdefault(str(record["run"]), {}).update({k: v for k, v in record.items() if k != "event"})
+        except (ValueError, KeyError, TypeError, AttributeError):
+            bad += bool(line.strip())
+    if bad and warn:
+        warn_once(directory / RECEIPTS, f"{directory / RECEIPTS}: {bad} damaged line(s) skipped.")
+    return sorted(runs.values(), key=lambda run: str(run.get("started", "")))
+
+
+def _append(directory: Path, record: dict[str, Any]) -> None:
+    """One line, one ``os.write`` on an O_APPEND file (runs sharing the checkpoint never interleave), synced."""
+    fd = os.open(directory / RECEIPTS, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, (json.dumps(record, ensure_ascii=False) + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")

@@ -1,0 +1,202 @@
+"""The state of a checkpoint, for people: what it answers, and what each run was charged.
+
+:func:`report` reads a checkpoint (its answers, and the receipts of the runs
+that filled it) into a :class:`Report`: counts by status, by current carrier
+and by province, the share ported, and each run with its balance before and
+after. ``charged`` (the balance's drop over the runs, where known) is set
+against ``delivered`` (answers received with code 0); a vendor that billed for
+answers lost on the way shows up as the difference, run by run. The same
+report prints on a terminal (``qxt report``), as JSON (``--json``), as one
+self-contained HTML page (``--html``), and in Jupyter (``_repr_html_``).
+
+Example::
+
+    import qxt_pandas
+    rep = qxt_pandas.report("runs/crm.qxt")
+    rep.by_status          # {'正常': 1890, '空号': 160, ...}
+    rep                    # in Jupyter: tables and charts
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .charts import FONT_STACK, bars, table_html
+from .checkpoint import Checkpoint
+from .errors import CheckpointError
+from .receipts import read_runs
+
+__all__ = ["Report", "report"]
+
+
+@dataclass
+class Report:
+    """What a checkpoint holds and what its runs were charged (see the module's docstring)."""
+
+    checkpoint: str
+    service: str
+    simulator: bool | None
+    stored: int  # answers of any code
+    answered: int  # answers with code 0
+    by_status: dict[str, int] = field(default_factory=dict)
+    by_carrier: dict[str, int] = field(default_factory=dict)
+    by_province: dict[str, int] = field(default_factory=dict)
+    by_code: dict[str, int] = field(default_factory=dict)
+    ported: int = 0
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def delivered(self) -> int:
+        """Answers received with code 0, over every run."""
+        return sum(int(run.get("by_code", {}).get("0", 0)) for run in self.runs)
+
+    @property
+    def charged(self) -> int | None:
+        """The balance's drop summed over the runs where it is known (prepaid and postpaid alike)."""
+        known = [run["charged"] for run in self.runs if run.get("charged") is not None]
+        return sum(known) if known else None
+
+    @property
+    def overcharged(self) -> list[dict[str, Any]]:
+        """Runs charged for more answers than they received."""
+        return [run for run in self.runs if (run.get("charged") or 0) > run.get("delivered", 0)]
+
+    def __repr__(self) -> str:
+        return f"<Report {self.checkpoint}: {self.answered:,} numbers answered, {len(self.runs)} run(s)>"
+
+    def warning(self) -> str:
+        """The difference between charged and delivered, in words ("" when there is none)."""
+        if not self.overcharged:
+            return ""
+        lost = sum(run["charged"] - run["delivered"] for run in self.overcharged)
+        when = "; ".join(
+            f"{run.get('started', '?')}: {run['charged'] - run['delivered']:,}" for run in self.overcharged
+        )
+        return (f"The vendor charged for {lost:,} answer(s) that never arrived (lost to resets or timeouts, then "
+                f"asked and paid for again). Here is when: {when}.")  # fmt: skip
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything, for machines (``qxt report --json``)."""
+        return {
+            "checkpoint": self.checkpoint, "service": self.service, "simulator": self.simulator,
+            "stored": self.stored, "answered": self.answered, "by_status": self.by_status,
+            "by_carrier": self.by_carrier, "by_province": self.by_province, "by_code": self.by_code,
+            "ported": {"count": self.ported, "share": self.ported / self.answered if self.answered else None},
+            "runs": self.runs, "delivered": self.delivered, "charged": self.charged,
+            "charged_minus_delivered": None if self.charged is None else self.charged - sum(
+                run["delivered"] for run in self.runs if run.get("charged") is not None),
+            "warning": self.warning() or None,
+        }  # fmt: skip
+
+    def __str__(self) -> str:
+        lines = [f"checkpoint {self.checkpoint} ({self.service}{', the simulator' if self.simulator else ''})",
+                 f"numbers answered {self.answered:,} (answers stored {self.stored:,})"]  # fmt: skip
+        if not self.stored:
+            lines.append("no answers yet: run a check with this checkpoint")
+        for title, counts in (("by Status", self.by_status), ("by carrier now", self.by_carrier),
+                              ("top provinces", self.by_province)):  # fmt: skip
+            lines.append(f"{title}: " + (", ".join(f"{k} {v:,}" for k, v in counts.items()) or "-"))
+        lines.append(f"ported: {self.ported / self.answered:.1%} of answered" if self.answered else "ported: -")
+        lines.append(f"runs: {len(self.runs)}; delivered {self.delivered:,}; charged "
+                     f"{'unknown' if self.charged is None else f'{self.charged:,}'}")  # fmt: skip
+        for run in self.runs:
+            lines.append(f"  {run.get('started', '?')}  paid {run.get('paid', '?')}  balance "
+                         f"{_num(run.get('balance_before'))} -> {_num(run.get('balance_after'))}  "
+                         f"{run.get('stopped', 'no end recorded (still running, or killed)')}")  # fmt: skip
+        if self.warning():
+            lines.append(self.warning())
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        answered = self.answered or 1
+        facts = [("numbers answered", f"{self.answered:,}"), ("answers stored", f"{self.stored:,}"),
+                 ("ported", f"{self.ported / answered:.1%}" if self.answered else "-"),
+                 ("delivered (code 0, over runs)", f"{self.delivered:,}"),
+                 ("charged (balance drop)", "unknown" if self.charged is None else f"{self.charged:,}")]  # fmt: skip
+        runs = [(r.get("started", "?"), _num(r.get("paid")), _num(r.get("balance_before")),
+                 _num(r.get("balance_after")), r.get("stopped", "no end recorded")) for r in self.runs]  # fmt: skip
+        warning = f'<p class="qxt-warn"><strong>{html.escape(self.warning())}</strong></p>' if self.warning() else ""
+        return (
+            f'<div class="qxt-report" style="font-family:{html.escape(FONT_STACK)}">'
+            f"<h3>{html.escape(self.checkpoint)} <small>({html.escape(self.service)})</small></h3>{warning}"
+            f"{table_html(facts)}<div class='qxt-charts'>{bars('Status', self.by_status)}"
+            f"{bars('当前运营商 Carrier now', self.by_carrier)}{bars('省份 Province', self.by_province, top=10)}"
+            f"</div><h4>Runs</h4>"
+            f"{table_html(runs, header=('started', 'paid', 'balance before', 'after', 'why it ended'))}</div>"
+        )
+
+    def to_html(self) -> str:
+        """A single self-contained page: no script, no external reference; readable on a phone, printable."""
+        return (
+            '<!DOCTYPE html><html lang="zh-CN"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>QXT report: {html.escape(self.checkpoint)}</title><style>{_CSS}</style></head>"
+            f"<body>{self._repr_html_()}</body></html>"
+        )
+
+
+_CSS = (
+    f"body{{font-family:{FONT_STACK};margin:1rem auto;max-width:880px;padding:0 1rem;color:#222}}"
+    "table{border-collapse:collapse;margin:.5rem 0;display:block;overflow-x:auto}"
+    "td,th{border-bottom:1px solid #ddd;padding:.3rem .6rem;text-align:left;white-space:nowrap}"
+    ".qxt-charts svg{display:block;margin:1rem 0}.qxt-warn{color:#a11}"
+    "@media print{body{max-width:none}.qxt-charts svg{break-inside:avoid}}"
+)
+
+
+def _num(value: object) -> str:
+    return f"{value:,}" if isinstance(value, int) else "-" if value is None else str(value)
+
+
+def report(checkpoint: str | os.PathLike[str]) -> Report:
+    """The report of ``checkpoint``; a missing, empty or damaged one is a clear :class:`CheckpointError`.
+
+    Example::
+
+        print(qxt_pandas.report("runs/crm.qxt"))
+    """
+    path = Path(checkpoint)
+    meta = path / "meta.json"
+    if not meta.exists():
+        raise CheckpointError(f"{path} is not a qxt checkpoint (it has no meta.json). Pass the directory a check "
+                              "wrote with checkpoint= or --checkpoint.")  # fmt: skip
+    try:
+        service = json.loads(meta.read_text(encoding="utf-8")).get("service")
+    except (OSError, ValueError, AttributeError):
+        service = None
+    store = Checkpoint(path, service=str(service))  # a damaged meta.json is refused here, with what to do
+    answers = store.answers()
+    done = answers.filter(pc.equal(answers["code"], 0))
+    runs = [_with_totals(run) for run in read_runs(path)]
+    provinces = _counts(_provinces(done["Area"]))
+    return Report(
+        checkpoint=str(path), service=store.service, simulator=store.simulator, stored=answers.num_rows,
+        answered=done.num_rows, by_status=_counts(done["Status"]), by_carrier=_counts(done["Now_isp"]),
+        by_province=dict(list(provinces.items())[:10]), by_code=_counts(answers["code"].cast(pa.string())),
+        ported=int(pc.sum(done["Is_MNP"].cast(pa.int64())).as_py() or 0), runs=runs,
+    )  # fmt: skip
+
+
+def _with_totals(run: dict[str, Any]) -> dict[str, Any]:
+    before, after = run.get("balance_before"), run.get("balance_after")
+    charged = before - after if isinstance(before, int) and isinstance(after, int) else None
+    return {**run, "delivered": int(run.get("by_code", {}).get("0", 0)), "charged": charged}
+
+
+def _counts(column: pa.ChunkedArray) -> dict[str, int]:
+    counted = pc.value_counts(column.drop_null())
+    pairs = zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist(), strict=True)
+    return dict(sorted(((str(k), int(v)) for k, v in pairs), key=lambda kv: -kv[1]))
+
+
+def _provinces(area: pa.ChunkedArray) -> pa.ChunkedArray:
+    """省 from 省-市."""
+    return pc.list_element(pc.split_pattern(area, "-", max_splits=1), 0)
