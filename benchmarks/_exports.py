@@ -66,8 +66,13 @@ def write_export(path: Path, rows: int, distinct: int, *, columns: int = 4, seed
             w.write_table(pa.table({c: data[c] for c in names}))
 
 
-def fill_checkpoint(path: Path, mobiles: list[str] | np.ndarray, service: str = "127.0.0.1") -> Checkpoint:
-    """A compacted checkpoint that answers every one of ``mobiles`` as the simulator would, bound to it."""
+def fill_checkpoint(
+    path: Path, mobiles: list[str] | np.ndarray, service: str = "127.0.0.1", *, simulator: bool | None = True
+) -> Checkpoint:
+    """A compacted checkpoint that answers every one of ``mobiles`` as the simulator would.
+
+    Bound to the simulator unless ``simulator=None`` (then a run with nothing to ask sends nothing).
+    """
     store = Checkpoint(path, service=service)
     now = time.time()
     with store.writer() as journal:
@@ -79,5 +84,6 @@ def fill_checkpoint(path: Path, mobiles: list[str] | np.ndarray, service: str = 
                 journal.append(Answer(m, 0, result["Status"], result["Area"], result["Is_MNP"] == "1",
                                       result["Init_isp"], result["Now_isp"], None, now))  # fmt: skip
     store.compact()
-    store.bind(simulator=True)
+    if simulator is not None:
+        store.bind(simulator=simulator)
     return store

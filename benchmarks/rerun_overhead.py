@@ -15,16 +15,14 @@ from __future__ import annotations
 import argparse
 import random
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _exports import fill_checkpoint
 from _timing import best
 
 import qxt_pandas
-from qxt_pandas.checkpoint import Answer, Checkpoint
-from qxt_pandas.simulator import answer
 
 
 def export(rows: int, unique: int, seed: int = 3) -> pd.DataFrame:
@@ -42,20 +40,6 @@ def export(rows: int, unique: int, seed: int = 3) -> pd.DataFrame:
     })  # fmt: skip
 
 
-def fill_checkpoint(path: Path, numbers: list[str]) -> None:
-    store = Checkpoint(path, service="127.0.0.1")
-    now = time.time()
-    with store.writer() as journal:
-        for m in numbers:
-            (code, reason), result = answer(m)
-            if result is None:
-                journal.append(Answer(m, code, reason=reason, checked_at=now))
-            else:
-                journal.append(Answer(m, 0, result["Status"], result["Area"], result["Is_MNP"] == "1",
-                                      result["Init_isp"], result["Now_isp"], None, now))  # fmt: skip
-    store.compact()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -66,7 +50,8 @@ def main() -> None:
         csv, checkpoint = Path(tmp) / "export.csv", Path(tmp) / "done.qxt"
         export(args.rows, args.unique).to_csv(csv, index=False)
         df = pd.read_csv(csv, dtype=str)
-        fill_checkpoint(checkpoint, sorted(set(qxt_pandas.normalize_mobiles(df["mobile"])["qxt_mobile"].dropna())))
+        numbers = sorted(set(qxt_pandas.normalize_mobiles(df["mobile"])["qxt_mobile"].dropna()))
+        fill_checkpoint(checkpoint, numbers, simulator=None)  # unbound: a re-run sends no request at all
         options = dict(apikey="x" * 32, base_url="http://127.0.0.1:9", checkpoint=checkpoint, progress=False)
         out = df.qxt.check("mobile", **options)  # port 9: nothing listens; a paid query would fail loudly
         assert out["qxt_code"].notna().all()

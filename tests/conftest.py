@@ -74,6 +74,15 @@ def sim() -> Simulator:
 
 
 @pytest.fixture
+def service() -> Iterator[tuple[Simulator, str]]:
+    """A simulator with balance for the whole sample (~2,000 numbers), served on loopback: (sim, url)."""
+    sim = make_simulator()
+    sim.accounts[SECRET].balance = 100_000
+    with serve(sim) as url:
+        yield sim, url
+
+
+@pytest.fixture
 def loopback(sim: Simulator) -> Iterator[str]:
     with serve(sim) as url:
         yield url

@@ -28,14 +28,6 @@ def expected(sample) -> pd.DataFrame:
                             transport=SimulatorTransport(make_simulator()), progress=False)  # fmt: skip
 
 
-@pytest.fixture
-def service():
-    sim = make_simulator()
-    sim.accounts[SECRET].balance = 100_000  # the whole sample has ~2,000 distinct numbers
-    with serve(sim) as url:
-        yield sim, url
-
-
 def agree(out: pd.DataFrame, expected: pd.DataFrame) -> None:
     assert list(out["customer_id"]) == list(expected["customer_id"])  # every row, in input order
     assert list(out["name"]) == list(expected["name"])  # Chinese text survived the encoding

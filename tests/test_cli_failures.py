@@ -24,14 +24,6 @@ from qxt_pandas.simulator import Faults, serve
 MOBILES = [f"139{i:08d}" for i in range(40)]
 
 
-@pytest.fixture
-def service():
-    sim = make_simulator()
-    sim.accounts[SECRET].balance = 100_000
-    with serve(sim) as url:
-        yield sim, url
-
-
 def export(path: Path, rows: int = 40, **encode) -> Path:
     frame = pd.DataFrame({"mobile": (MOBILES * (rows // len(MOBILES) + 1))[:rows], "name": ["张三"] * rows})
     frame.to_csv(path, index=False, **encode)

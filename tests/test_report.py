@@ -21,14 +21,6 @@ from qxt_pandas.errors import CheckpointError
 from qxt_pandas.simulator import Faults, SimulatorTransport, serve
 
 
-@pytest.fixture
-def service():
-    sim = make_simulator()
-    sim.accounts[SECRET].balance = 100_000
-    with serve(sim) as url:
-        yield sim, url
-
-
 def test_split_files_partition_the_rows_exactly(tmp_path, service):
     _, url = service
     result = qxt("check", SAMPLE, "--column", "mobile", "--output", tmp_path / "out.csv", "--base-url", url,
