@@ -12,7 +12,7 @@ status the vendor adds later, such as 沉默号 or 风险号, is kept verbatim);
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import QxtError
-from .numbers import REASONS, number_codes
+from .numbers import REASONS
 
 __all__ = [
     "LOCAL_INVALID",
@@ -30,7 +30,6 @@ __all__ = [
     "VENDOR_COLUMNS",
     "Failure",
     "Results",
-    "append_results",
     "build_columns",
     "outcomes",
     "text_series",
@@ -218,22 +217,6 @@ def outcomes(code: pa.Array | pa.ChunkedArray, status: pa.Array | pa.ChunkedArra
                        pc.if_else(pc.equal(code, -4), "unknown", "unanswered"))  # fmt: skip
     out = pc.if_else(pc.equal(code, 0), status, other)
     return out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out
-
-
-def append_results(
-    table: pa.Table,
-    column: str,
-    answers: pa.Table,
-    failures: Mapping[str, Failure],
-    not_asked: str | None,
-    names: Sequence[str] = RESULT_COLUMNS,
-) -> pa.Table:
-    """``table`` with the result columns appended as ``names``, in :data:`OUTPUT_TYPES`."""
-    codes, numbers, reasons = number_codes(text_series(table.column(column)))
-    results = Results(numbers, answers, failures, not_asked)
-    for name, array in zip(names, results.output(codes, reasons), strict=True):
-        table = table.append_column(name, array)
-    return table
 
 
 def build_columns(
