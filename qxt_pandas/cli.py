@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _memory_pool() -> None:
-    """jemalloc for Arrow when the wheel has it, returning freed pages at once: the peak is what counts.
+    """jemalloc for Arrow when the wheel has it, returning freed pages after 100 ms: the peak is what counts.
 
     Measured on a re-run over 1M distinct numbers, the peak against Arrow's default mimalloc: see
     docs/cli.md. The command owns its process, so it may choose; the library leaves the choice to
@@ -217,7 +217,7 @@ def _describe(exc: BaseException) -> str:
 
 
 class _Run:
-    """One invocation of ``check`` or ``balance``: what it uses, and what it can truthfully say when it fails."""
+    """One invocation of ``check``, ``report`` or ``balance``: what it uses, and what it can truthfully say."""
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args

@@ -96,8 +96,9 @@ def _scan(source: Source, column: str, options: CheckOptions) -> tuple[Prepared,
     repeats: bool | None = None  # decided on the first group: do numbers repeat within a group?
     for table in source.tables([column]):
         numbers, why = number_strings(text_series(table.column(0)))
-        encoded = pc.dictionary_encode(numbers)
-        repeats = len(encoded.dictionary) < 0.5 * len(numbers) if repeats is None else repeats
+        if repeats is not False:  # the first group decides; then only a repeating column is encoded here
+            encoded = pc.dictionary_encode(numbers)
+            repeats = len(encoded.dictionary) < 0.5 * len(numbers) if repeats is None else repeats
         # Few numbers in many rows: a group's distinct numbers once, not a string a row (memory);
         # mostly distinct: the strings, encoded once at the end (time).
         per_row.append(encoded if repeats else numbers)
