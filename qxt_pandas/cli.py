@@ -109,6 +109,9 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--rate", type=float, help="most requests started per second")
     check.add_argument("--budget", type=int, help="most paid queries this run")
     check.add_argument("--max-age", help="ask again for stored answers older than this, e.g. 90d, 12h")
+    check.add_argument("--retry-unreadable", action="store_true",
+                       help="ask again numbers whose stored answer was charged but could not be read "
+                       "(pays again)")  # fmt: skip
     check.add_argument("--encoding", help="input encoding (default: detected; utf-8, utf-8-sig, gbk, gb18030)")
     check.add_argument("--sheet", help="the sheet of an .xlsx input: its name or number (default: the first)")
     check.add_argument("--excel-friendly", action="store_true", help="CSV output with a UTF-8 BOM, for Excel")
@@ -137,6 +140,9 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--faults", type=float, default=0.0)
     simulate.add_argument("--balance", type=int, default=1_000_000)
     simulate.add_argument("--capacity", type=int, help="requests held at once; beyond, -8 (default: no limit)")
+    simulate.add_argument("--shape", default="json",
+                          help="how answers are written: json (default), or a shape the vendor's document shows: "
+                          "document, empty, gbk, unreadable, mixed")  # fmt: skip
     return parser
 
 
@@ -149,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
 
         capacity = ["--capacity", str(args.capacity)] if args.capacity is not None else []
         return simulate(["--port", str(args.port), "--latency", str(args.latency), "--jitter", str(args.jitter),
-                         "--faults", str(args.faults), "--balance", str(args.balance), *capacity])  # fmt: skip
+                         "--faults", str(args.faults), "--balance", str(args.balance), "--shape", args.shape,
+                         *capacity])  # fmt: skip
     run = _Run(args)
     previous = signal.signal(signal.SIGTERM, _interrupt)  # an ETL scheduler's stop: as Ctrl-C
     try:
@@ -251,7 +258,7 @@ class _Run:
             options = CheckOptions(  # every option checked here, before the input is even opened
                 **service, concurrency=args.concurrency, max_concurrency=args.max_concurrency, rate=args.rate,
                 patience=args.patience, budget=args.budget, max_age=args.max_age,
-                checkpoint=self.checkpoint, progress=progress,
+                checkpoint=self.checkpoint, progress=progress, retry_unreadable=args.retry_unreadable,
             )  # fmt: skip
             if args.output is not None:
                 _refuse_same_file(args.input, args.output)

@@ -2,8 +2,9 @@
 
 ``AsyncClient`` holds the logic; ``Client`` drives it on a private loop (see
 ``_sync``), so the two cannot disagree. Transient faults (-8, HTTP 5xx/429,
-connection failures, timeouts, bodies that are not JSON) are retried with
-exponential backoff and full jitter; every other answer is raised at once.
+connection failures, timeouts, unreadable bodies that show no code 0) are
+retried with exponential backoff and full jitter; every other answer is raised
+at once (an unreadable code-0 answer too: it was charged).
 
 Example::
 
@@ -184,7 +185,9 @@ class AsyncClient:
         return await self._retrying(
             "status",
             mobile,
-            lambda r: protocol.parse_status(r.status_code, r.content, mobile=mobile, secret=secret),
+            lambda r: protocol.parse_status(
+                r.status_code, r.content, mobile=mobile, secret=secret, content_type=r.headers.get("content-type")
+            ),
             watch,
         )
 
@@ -196,7 +199,9 @@ class AsyncClient:
         secret = self._apikey
 
         def parse(response: Reply) -> Balance:
-            balance = protocol.parse_balance(response.status_code, response.content, secret=secret)
+            balance = protocol.parse_balance(
+                response.status_code, response.content, secret=secret, content_type=response.headers.get("content-type")
+            )
             self.simulator = protocol.SIMULATOR_HEADER in response.headers
             return balance
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from .client import AsyncClient
 from .concurrency import Adaptive, Controller, Fixed
 from .errors import NumberError, QxtError, TerminalError
-from .journal import Answer
+from .journal import PAID_CODES, Answer
 from .progress import Progress
 
 __all__ = ["DEFAULT_PATIENCE", "EngineResult", "Progress", "query_numbers"]
@@ -53,7 +53,7 @@ class EngineResult:
     stopped: TerminalError | None = None
     budget_reached: bool = False
     gave_up: float | None = None  # seconds of nothing but push-back after which the run stopped asking
-    paid: int = 0  # answers with code 0: what the vendor charged for
+    paid: int = 0  # answers the vendor charged for: code 0, and code 0 that could not be read
     requests: int = 0  # attempts sent, retries and push-backs included
     pushbacks: int = 0  # attempts the service pushed back (busy, 429/502/503/504, refused, timed out)
     busy: int = 0  # of which refused busy (-8, 429, 503)
@@ -221,7 +221,7 @@ async def query_numbers(
             if on_answer is not None:
                 on_answer(answer)  # durable first, counted after
             result.answers.append(answer)
-            result.paid += answer.code == 0
+            result.paid += answer.code in PAID_CODES
         else:
             result.failures[mobile] = error  # type: ignore[assignment]
         if progress is not None:

@@ -23,7 +23,9 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "CHARGED_UNREADABLE",
     "VENDOR_CODES",
+    "ChargedUnreadableError",
     "CheckpointError",
     "ColumnConflictError",
     "ConfigurationError",
@@ -177,6 +179,27 @@ class NoInformationError(NumberError):
     """Code -4: the vendor found nothing for this number."""
 
 
+#: The library's code (not the vendor's) for an answer that showed code 0 but could not be read.
+CHARGED_UNREADABLE = -101
+
+
+class ChargedUnreadableError(NumberError):
+    """A 2xx answer that shows ``code: 0`` but cannot be read: the vendor probably charged for it.
+
+    Not retried, and kept in the checkpoint as "charged, unreadable" (``code`` -101, ``reason``
+    the body abridged, key and numbers masked), so no later run pays for it again unless asked
+    to (``retry_unreadable=True``, ``--retry-unreadable``).
+    """
+
+    default_hint = (
+        "It is kept as 'charged, unreadable' and not asked again; pass retry_unreadable=True "
+        "(--retry-unreadable) to ask such numbers again on purpose."
+    )
+
+    def __init__(self, message: str | None = None, *, reason: str | None = None, mobile: str | None = None) -> None:
+        super().__init__(message, code=CHARGED_UNREADABLE, reason=reason, mobile=mobile)
+
+
 class TransientError(QxtError):
     """A fault that may pass: retried with backoff, then reported."""
 
@@ -217,14 +240,13 @@ class ConnectionFailedError(TransientError):
 
 
 class UnparsableResponseError(TransientError):
-    """The body was not JSON (an HTML error page, a truncated body)."""
+    """The body could not be read and shows no code 0 (an HTML error page, a truncated body)."""
 
 
 class UnexpectedResponseError(QxtError):
-    """Valid JSON without the documented fields.
+    """A readable answer outside the documented shape (no ``code``; a balance without its fields).
 
-    Not retried: with code 0 the vendor has charged for it, and the same
-    answer would be charged again.
+    Not retried within the run: the same answer would come again.
     """
 
 

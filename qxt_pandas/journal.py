@@ -33,13 +33,24 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from ._locks import open_locked
-from .errors import CheckpointError
+from .errors import CHARGED_UNREADABLE, CheckpointError
 
-__all__ = ["ANSWER_SCHEMA", "STORED_CODES", "Answer", "JournalWriter", "answers_table", "read_journal", "unwritable"]
+__all__ = [
+    "ANSWER_SCHEMA",
+    "PAID_CODES",
+    "STORED_CODES",
+    "Answer",
+    "JournalWriter",
+    "answers_table",
+    "read_journal",
+    "unwritable",
+]
 
+#: Codes the vendor charges for: its answers (0), and answers that showed code 0 but could not be read.
+PAID_CODES = frozenset({0, CHARGED_UNREADABLE})
 #: Codes that are answers about the number itself, kept so they are never asked again.
 #: (1 is not: it usually means the request, not the number, was wrong.)
-STORED_CODES = frozenset({0, -2, -3, -4})
+STORED_CODES = frozenset({0, -2, -3, -4, CHARGED_UNREADABLE})
 #: A journal is fsynced at least this often while answers arrive (the power-loss bound, seconds).
 SYNC_EVERY = 1.0
 

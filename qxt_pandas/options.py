@@ -56,6 +56,7 @@ class CheckOptions:
     budget: int | None = None
     progress: bool | str = True  # True/"bar", "log" (plain lines, for ETL logs), False/"off"
     patience: float = DEFAULT_PATIENCE  # seconds of nothing but push-back before a run stops asking
+    retry_unreadable: bool = False  # ask again numbers stored as "charged, unreadable" (they are paid again)
     transport: httpx.AsyncBaseTransport | None = None  # e.g. SimulatorTransport, for tests
 
     def __post_init__(self) -> None:
@@ -74,6 +75,8 @@ class CheckOptions:
         }
         for name, value in checked.items():
             object.__setattr__(self, name, value)
+        if not isinstance(self.retry_unreadable, bool):
+            raise ValueError(f"retry_unreadable={self.retry_unreadable!r}: use True or False")
         if not isinstance(self.progress, (bool, str)) or self.progress not in PROGRESS_STYLES:
             raise ValueError(f"progress={self.progress!r}: use True, False, 'bar', 'log' or 'off'")
         if self.checkpoint is not None and not isinstance(self.checkpoint, (str, os.PathLike)):

@@ -26,7 +26,14 @@ from .checkpoint import STORED_CODES, Answer, Checkpoint, answers_table
 from .claims import Claim, claim_numbers
 from .client import AsyncClient, resolve_base_url
 from .engine import EngineResult, Progress, query_numbers
-from .errors import InsufficientBalanceError, InvalidApiKeyError, InvalidRequestError, QxtError, TerminalError
+from .errors import (
+    CHARGED_UNREADABLE,
+    InsufficientBalanceError,
+    InvalidApiKeyError,
+    InvalidRequestError,
+    QxtError,
+    TerminalError,
+)
 from .numbers import number_codes
 from .options import CheckOptions, with_options
 from .protocol import Balance
@@ -130,8 +137,16 @@ def prepare(numbers: pa.Array, rows: int, invalid: int, options: CheckOptions) -
     prepared = Prepared(rows, invalid, numbers, answers_table([]), numbers, None)
     if options.checkpoint is not None:
         prepared.store = Checkpoint(options.checkpoint, service=service_of(options.base_url))
-        prepared.take(prepared.store.answers(max_age=options.max_age))
+        prepared.take(servable(prepared.store.answers(max_age=options.max_age), options))
     return prepared
+
+
+def servable(stored: pa.Table | None, options: CheckOptions) -> pa.Table | None:
+    """The stored answers a run may use instead of asking: all, but "charged, unreadable" ones
+    when ``retry_unreadable`` asks for those numbers again."""
+    if stored is None or not options.retry_unreadable:
+        return stored
+    return stored.filter(pc.not_equal(stored["code"], CHARGED_UNREADABLE))
 
 
 def service_of(base_url: str | None) -> str:
@@ -226,7 +241,7 @@ async def query(prepared: Prepared, options: CheckOptions) -> EngineResult:
         try:
             while pending:
                 claim = await claim_numbers(store, pending, options.max_age) if store is not None else Claim(pending)
-                progress.found(prepared.take(claim.answered))
+                progress.found(prepared.take(servable(claim.answered, options)))
                 try:
                     left = None if options.budget is None else options.budget - run.paid
                     run.add(await query_numbers(

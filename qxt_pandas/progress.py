@@ -22,9 +22,13 @@ from collections.abc import Callable
 
 from tqdm.auto import tqdm
 
+from .errors import CHARGED_UNREADABLE
 from .journal import Answer
 
 __all__ = ["Progress"]
+
+#: Answers other than code 0, by what they mean (other codes: the vendor called the number invalid).
+_KINDS = {-4: "no info", CHARGED_UNREADABLE: "unreadable"}
 
 log = logging.getLogger("qxt_pandas")
 
@@ -51,13 +55,13 @@ class Progress:
     def record(self, answer: Answer | None) -> None:
         """One number done: ``answer`` for an answer, ``None`` for a failure."""
         if answer is None:
-            self.counts["errors"] += 1
+            self.counts["failed"] += 1
         elif answer.code == 0:
             self.counts["answered"] += 1
             if answer.Status in ("空号", "停机"):
                 self.counts[answer.Status] += 1
         else:
-            self.counts["errors"] += 1
+            self.counts[_KINDS.get(answer.code, "invalid")] += 1
         self._bar.update(1)
         self.done += 1
         now = time.monotonic()
@@ -92,10 +96,11 @@ class Progress:
 
     def summary(self) -> str:
         c = self.counts
-        text = (
-            f"answered={c['answered']} 空号={c['空号']} 停机={c['停机']} errors={c['errors']} "
-            f"from checkpoint={self.from_checkpoint}"
-        )
+        text = f"answered={c['answered']} 空号={c['空号']} 停机={c['停机']}"
+        for kind in ("no info", "invalid", "unreadable", "failed"):  # answers are not errors: each by its name
+            if c[kind]:
+                text += f" {kind}={c[kind]}"
+        text += f" from checkpoint={self.from_checkpoint}"
         if self.load is not None:  # what the service allows, as the engine sees it now
             in_flight, allowed, pushbacks = self.load()
             text += f" in flight={in_flight}/{allowed} push-backs={pushbacks}"

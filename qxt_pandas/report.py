@@ -31,8 +31,9 @@ import pyarrow.compute as pc
 
 from .charts import FONT_STACK, bars, table_html
 from .checkpoint import Checkpoint
-from .errors import CheckpointError
+from .errors import CHARGED_UNREADABLE, CheckpointError
 from .receipts import read_runs
+from .results import NO_STATUS
 
 __all__ = ["Report", "report"]
 
@@ -51,12 +52,13 @@ class Report:
     by_province: dict[str, int] = field(default_factory=dict)
     by_code: dict[str, int] = field(default_factory=dict)
     ported: int = 0
+    unreadable: int = 0  # answers charged (code 0) that could not be read; kept, not asked again
     runs: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def delivered(self) -> int:
-        """Answers received with code 0, over every run."""
-        return sum(int(run.get("by_code", {}).get("0", 0)) for run in self.runs)
+        """Answers received with code 0 (readable or not), over every run."""
+        return sum(run["delivered"] for run in self.runs)
 
     @property
     def charged(self) -> int | None:
@@ -90,6 +92,7 @@ class Report:
             "stored": self.stored, "answered": self.answered, "by_status": self.by_status,
             "by_carrier": self.by_carrier, "by_province": self.by_province, "by_code": self.by_code,
             "ported": {"count": self.ported, "share": self.ported / self.answered if self.answered else None},
+            "unreadable": self.unreadable,
             "runs": self.runs, "delivered": self.delivered, "charged": self.charged,
             "charged_minus_delivered": None if self.charged is None else self.charged - sum(
                 run["delivered"] for run in self.runs if run.get("charged") is not None),
@@ -105,6 +108,8 @@ class Report:
                               ("top provinces", self.by_province)):  # fmt: skip
             lines.append(f"{title}: " + (", ".join(f"{k} {v:,}" for k, v in counts.items()) or "-"))
         lines.append(f"ported: {self.ported / self.answered:.1%} of answered" if self.answered else "ported: -")
+        if self.unreadable:
+            lines.append(f"charged, unreadable: {self.unreadable:,} answers (kept; --retry-unreadable asks again)")
         lines.append(f"runs: {len(self.runs)}; delivered {self.delivered:,}; charged "
                      f"{'unknown' if self.charged is None else f'{self.charged:,}'}")  # fmt: skip
         for run in self.runs:
@@ -119,6 +124,7 @@ class Report:
         answered = self.answered or 1
         facts = [("numbers answered", f"{self.answered:,}"), ("answers stored", f"{self.stored:,}"),
                  ("ported", f"{self.ported / answered:.1%}" if self.answered else "-"),
+                 ("charged, unreadable", f"{self.unreadable:,}"),
                  ("delivered (code 0, over runs)", f"{self.delivered:,}"),
                  ("charged (balance drop)", "unknown" if self.charged is None else f"{self.charged:,}")]  # fmt: skip
         runs = [(r.get("started", "?"), _num(r.get("paid")), _num(r.get("balance_before")),
@@ -179,16 +185,28 @@ def report(checkpoint: str | os.PathLike[str]) -> Report:
     provinces = _counts(_provinces(done["Area"]))
     return Report(
         checkpoint=str(path), service=store.service, simulator=store.simulator, stored=answers.num_rows,
-        answered=done.num_rows, by_status=_counts(done["Status"]), by_carrier=_counts(done["Now_isp"]),
+        answered=done.num_rows, by_status=_statuses(done["Status"]), by_carrier=_counts(done["Now_isp"]),
         by_province=dict(list(provinces.items())[:10]), by_code=_counts(answers["code"].cast(pa.string())),
         ported=int(pc.sum(done["Is_MNP"].cast(pa.int64())).as_py() or 0), runs=runs,
+        unreadable=int(pc.sum(pc.equal(answers["code"], CHARGED_UNREADABLE)).as_py() or 0),
     )  # fmt: skip
 
 
 def _with_totals(run: dict[str, Any]) -> dict[str, Any]:
+    """A run's receipt with what it was ``charged`` (the balance's drop) and ``delivered`` (code-0 answers,
+    readable or not: an unreadable one arrived, and is kept)."""
     before, after = run.get("balance_before"), run.get("balance_after")
     charged = before - after if isinstance(before, int) and isinstance(after, int) else None
-    return {**run, "delivered": int(run.get("by_code", {}).get("0", 0)), "charged": charged}
+    by_code = run.get("by_code", {})
+    unreadable = int(by_code.get(str(CHARGED_UNREADABLE), 0))
+    return {**run, "delivered": int(by_code.get("0", 0)) + unreadable, "unreadable": unreadable, "charged": charged}
+
+
+def _statuses(status: pa.ChunkedArray) -> dict[str, int]:
+    """Answers by Status; those whose Status the vendor left empty as :data:`NO_STATUS`."""
+    counts = _counts(status)
+    empty = status.null_count
+    return dict(sorted({**counts, NO_STATUS: empty}.items(), key=lambda kv: -kv[1])) if empty else counts
 
 
 def _counts(column: pa.ChunkedArray) -> dict[str, int]:

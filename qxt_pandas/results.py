@@ -20,11 +20,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .errors import QxtError
+from .errors import CHARGED_UNREADABLE, QxtError
 from .numbers import REASONS
 
 __all__ = [
     "LOCAL_INVALID",
+    "NO_STATUS",
     "OUTPUT_TYPES",
     "RESULT_COLUMNS",
     "VENDOR_COLUMNS",
@@ -39,6 +40,8 @@ VENDOR_COLUMNS = ("Status", "Area", "Is_MNP", "Init_isp", "Now_isp")
 RESULT_COLUMNS = (*VENDOR_COLUMNS, "qxt_mobile", "qxt_code", "qxt_error", "qxt_checked_at")
 #: ``qxt_code`` of a row whose value was rejected locally and never sent; ``qxt_error`` says why.
 LOCAL_INVALID = -100
+#: How counts name answers (code 0) whose ``Status`` the vendor left empty; and ``--split``'s file for them.
+NO_STATUS = "no-status"
 _TEXT = pa.dictionary(pa.int32(), pa.string())
 _TEXT_COLUMNS = ("Status", "Area", "Init_isp", "Now_isp")
 _NO_CODE = -(2**15)  # qxt_code's mark for "no code" in the packed rows (vendor codes are small)
@@ -161,8 +164,10 @@ class Results:
             "qxt_checked_at": pa.array(millis, mask=millis < 0).cast(pa.timestamp("ms", tz="UTC")),
         }
 
-    def tally(self, codes: np.ndarray) -> tuple[Counter[str], Counter[str], int]:
-        """Rows answered (code 0) by Status and by current carrier, and how many are ported, for ``codes``."""
+    def tally(self, codes: np.ndarray) -> tuple[Counter[str], Counter[str], int, int]:
+        """For rows whose numbers are ``codes``: rows answered (code 0) by Status (an empty one as
+        :data:`NO_STATUS`) and by current carrier, how many are ported, and how many are "charged,
+        unreadable"."""
         rows = np.zeros(len(self.numbers), np.int64)
         for start in range(0, len(codes), 1 << 20):  # in slices: a 5M-row temporary would cost 60 MB
             part = codes[start : start + (1 << 20)]
@@ -172,9 +177,14 @@ class Results:
         counted = []
         for k, name in ((0, "Status"), (3, "Now_isp")):
             names = self._dictionaries[name].to_pylist()
-            totals = np.bincount(numbers[answered, k], weights=rows[answered], minlength=len(names))
+            known = answered & (numbers[:, k] >= 0)
+            totals = np.bincount(numbers[known, k], weights=rows[known], minlength=len(names))
             counted.append(Counter({key: int(n) for key, n in zip(names, totals, strict=True) if n}))
-        return counted[0], counted[1], int(rows[answered & (numbers[:, 4] == 1)].sum())
+        empty = int(rows[answered & (numbers[:, 0] < 0)].sum())
+        if empty:
+            counted[0][NO_STATUS] = empty
+        unreadable = int(rows[numbers[:, _CODE] == CHARGED_UNREADABLE].sum())
+        return counted[0], counted[1], int(rows[answered & (numbers[:, 4] == 1)].sum()), unreadable
 
     def output(self, codes: np.ndarray, reasons: np.ndarray) -> list[pa.Array]:
         """:meth:`rows` in :data:`OUTPUT_TYPES` (text as plain strings), in result-column order."""
@@ -209,12 +219,14 @@ INVALID_CODES = (LOCAL_INVALID, 1, -2, -3)
 
 def outcomes(code: pa.Array | pa.ChunkedArray, status: pa.Array | pa.ChunkedArray) -> pa.Array:
     """Each row's outcome, as ``--split`` files and ``df.qxt.split()`` group rows: its ``Status`` when
-    answered (code 0), ``invalid``, ``unknown`` (-4: the vendor found nothing), or ``unanswered``
-    (failed after retries, or not asked: run again)."""
+    answered (code 0; :data:`NO_STATUS` when the vendor left it empty), ``invalid``, ``unknown`` (-4:
+    the vendor found nothing), ``unreadable`` (charged, but the answer could not be read), or
+    ``unanswered`` (failed after retries, or not asked: run again)."""
     code = pc.fill_null(code.cast(pa.int16()), 32767)
-    status = pc.fill_null(status.cast(pa.string()), "unanswered")
-    other = pc.if_else(pc.is_in(code, pa.array(INVALID_CODES, pa.int16())), "invalid",
-                       pc.if_else(pc.equal(code, -4), "unknown", "unanswered"))  # fmt: skip
+    status = pc.fill_null(status.cast(pa.string()), NO_STATUS)
+    named = pc.if_else(pc.equal(code, CHARGED_UNREADABLE), "unreadable", "unanswered")
+    named = pc.if_else(pc.equal(code, -4), "unknown", named)
+    other = pc.if_else(pc.is_in(code, pa.array(INVALID_CODES, pa.int16())), "invalid", named)
     out = pc.if_else(pc.equal(code, 0), status, other)
     return out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out
 

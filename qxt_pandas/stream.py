@@ -48,6 +48,7 @@ class Summary:
     statuses: Counter[str] = field(default_factory=Counter)
     carriers: Counter[str] = field(default_factory=Counter)
     ported: int = 0
+    unreadable: int = 0  # rows whose answer was charged but could not be read
     elapsed: float = 0.0
 
     def __str__(self) -> str:
@@ -59,6 +60,9 @@ class Summary:
             "by carrier now: " + _counts(self.carriers),
             f"ported: {self.ported / answered:.1%} of answered rows" if answered else "ported: -",
         ]
+        if self.unreadable:
+            lines.append(f"{self.unreadable:,} rows have an answer that was charged but could not be read "
+                         "(kept as 'charged, unreadable'; --retry-unreadable asks them again, and pays)")  # fmt: skip
         if self.split:
             lines.append("split: " + ", ".join(f"{k} {v:,}" for k, v in self.split.items()))
         if self.unanswered:
@@ -163,7 +167,7 @@ def check_file(
         prepared.known = prepared.known.slice(0, 0)  # the results hold what rows need: let the answers go
         summary.paid, summary.failed = run.paid, len(run.failures)
         summary.unanswered = len(prepared.to_query) - len(run.answers)
-        summary.statuses, summary.carriers, summary.ported = results.tally(codes)
+        summary.statuses, summary.carriers, summary.ported, summary.unreadable = results.tally(codes)
         for table in source.tables():
             end = output.rows + table.num_rows
             if end > len(codes):

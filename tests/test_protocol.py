@@ -92,7 +92,7 @@ def test_unknown_code_keeps_its_value():
     "raw",
     [
         b"<html><head><title>502 Bad Gateway</title></head></html>",
-        body(OK)[:40],  # truncated
+        body(OK)[:6],  # truncated before its code: nothing shows it was charged
         b"",
         "\u9519\u8bef".encode("gbk"),
     ],
@@ -113,21 +113,35 @@ def test_the_error_quotes_what_came_back_abridged():
 
 
 @pytest.mark.parametrize("missing", ["Mobile", "Status", "Area", "Is_MNP", "Init_isp", "Now_isp"])
-def test_a_missing_field_names_the_field_and_is_not_retried(missing):
+@pytest.mark.parametrize("how", ["absent", "empty"])
+def test_a_paid_answer_with_a_gap_is_kept_with_none_there(missing, how):
     result = {k: v for k, v in OK["result"].items() if k != missing}
-    with pytest.raises(E.UnexpectedResponseError) as caught:
-        parse_status(200, body({**OK, "result": result}))
-    assert missing in str(caught.value)
-    assert not caught.value.retryable  # with code 0 it was charged: asking again pays again
+    if how == "empty":
+        result[missing] = ""
+    answer = parse_status(200, body({**OK, "result": result}), mobile="13972565391")
+    fields = {"Mobile": "mobile", "Status": "status", "Area": "area", "Is_MNP": "is_mnp", "Init_isp": "init_isp",
+              "Now_isp": "now_isp"}  # fmt: skip
+    expected = "13972565391" if missing == "Mobile" else None  # the number asked stands in for Mobile
+    assert getattr(answer, fields[missing]) == expected
+    assert answer.status == (None if missing == "Status" else "正常")
+
+
+@pytest.mark.parametrize("answer", [[1, 2], {"reason": "Succ"}, {"code": "x"}])
+def test_json_in_the_wrong_shape(answer):
+    with pytest.raises(E.UnexpectedResponseError):
+        parse_status(200, body(answer))
 
 
 @pytest.mark.parametrize(
     "answer",
-    [[1, 2], {"reason": "Succ"}, {"code": "x"}, {"code": 0, "reason": "Succ"}, {"code": 0, "result": "正常"}],
+    [{"code": 0, "reason": "Succ"}, {"code": 0, "result": "正常"}, {"code": 0, "result": {"balance": "9"}}],
 )
-def test_json_in_the_wrong_shape(answer):
-    with pytest.raises(E.UnexpectedResponseError):
+def test_code_0_without_a_result_was_charged_and_is_kept_unreadable(answer):
+    with pytest.raises(E.ChargedUnreadableError) as caught:
         parse_status(200, body(answer))
+    assert not caught.value.retryable and caught.value.code == E.CHARGED_UNREADABLE
+    with pytest.raises(E.UnexpectedResponseError):  # the balance is free: nothing to keep
+        parse_balance(200, body(answer))
 
 
 def test_balance_missing_field():

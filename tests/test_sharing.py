@@ -181,13 +181,15 @@ def test_simulated_answers_are_never_served_to_another_service_on_the_same_host(
         df.qxt.check("mobile", apikey=SECRET, base_url=url, checkpoint=checkpoint, progress=False)
 
     def vendor(request: httpx.Request) -> httpx.Response:  # no simulator header: a tunnel to the vendor
+        if "balance" not in request.url.path:  # numbers fail (unpaid, not stored): only the binding matters
+            return httpx.Response(502, text="<html>bad gateway</html>")
         return httpx.Response(200, json={"code": 0, "reason": "Succ", "result": {"feeType": "预付费", "balance": "9"}})
 
     with pytest.raises(E.CheckpointError, match="simulated answers"):
         df.qxt.check("mobile", apikey=SECRET, base_url="http://127.0.0.1:1", checkpoint=checkpoint,
                      transport=httpx.MockTransport(vendor), progress=False)  # fmt: skip
     real = tmp_path / "real.qxt"
-    df.qxt.check(  # the fake vendor answers the numbers with nonsense; what matters here is the binding
+    df.qxt.check(  # the fake vendor fails every number; what matters here is the binding
         "mobile", apikey=SECRET, base_url="http://127.0.0.1:1", checkpoint=real, retries=0,
                      transport=httpx.MockTransport(vendor), progress=False)  # fmt: skip
     assert json.loads((real / "meta.json").read_text())["simulator"] is False

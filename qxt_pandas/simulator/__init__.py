@@ -17,6 +17,7 @@ code never imports this package.
 from ._answers import answer, validate
 from ._app import Simulator
 from ._serve import SimulatorTransport, serve, spawn
+from ._shapes import SHAPES
 from ._state import DEMO_APIKEY, DEMO_POSTPAID_APIKEY, POSTPAID, PREPAID, Account, Charge, Faults, Ledger
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "DEMO_POSTPAID_APIKEY",
     "POSTPAID",
     "PREPAID",
+    "SHAPES",
     "Account",
     "Charge",
     "Faults",

@@ -8,6 +8,7 @@ import sys
 
 from ._app import Simulator
 from ._serve import run_forever
+from ._shapes import SHAPES
 from ._state import DEMO_APIKEY, DEMO_POSTPAID_APIKEY, POSTPAID, PREPAID, Account, Faults
 
 
@@ -25,6 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--balance", type=int, default=1_000_000, help="the prepaid demo account's balance")
     parser.add_argument("--seed", type=int, default=0, help="seed for fault draws")
     parser.add_argument("--capacity", type=int, help="requests held at once; beyond, -8 at once (default: no limit)")
+    parser.add_argument(
+        "--shape",
+        choices=SHAPES,
+        default="json",
+        help="how answers are written: strict JSON, or a shape the vendor's document shows",
+    )
     args = parser.parse_args(argv)
 
     sim = Simulator(
@@ -34,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         faults=Faults.mixed(args.faults),
         seed=args.seed,
         capacity=args.capacity,
+        shape=args.shape,
     )
 
     def announce(url: str) -> None:

@@ -8,11 +8,13 @@ import json
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable
 from urllib.parse import parse_qsl
 
 from ..protocol import SIMULATOR_HEADER
 from . import _answers as A
+from ._shapes import SHAPES, render
 from ._state import DEMO_APIKEY, DEMO_POSTPAID_APIKEY, POSTPAID, PREPAID, Account, Charge, Faults, Ledger
 
 _HTML_ERROR = (
@@ -31,6 +33,7 @@ class Simulator:
 
     ``latency``/``jitter`` are seconds per request (the vendor quotes ~0.1);
     ``faults`` injects transient failures; ``seed`` makes fault draws repeatable;
+    ``shape`` writes answers as the document shows them (see ``_shapes``);
     ``capacity`` is how many requests it holds at once (beyond, it refuses them
     at once, uncharged). Knobs and accounts may be changed while it serves, in
     process or over HTTP (``GET``/``POST /_simulator``).
@@ -56,6 +59,7 @@ class Simulator:
         capacity: int | None = None,
         throttle: int | None = None,
         retry_after: float | None = None,
+        shape: str = "json",
     ) -> None:
         if accounts is None:
             accounts = [Account(DEMO_APIKEY), Account(DEMO_POSTPAID_APIKEY, POSTPAID, balance=0)]
@@ -65,6 +69,10 @@ class Simulator:
         self.faults = faults or Faults()
         self.hang_seconds = hang_seconds
         self.content_type = content_type
+        if shape not in SHAPES:
+            raise ValueError(f"shape={shape!r}: use one of {', '.join(SHAPES)}")
+        #: How answers are written: strict JSON, or another shape the vendor's document shows (see _shapes).
+        self.shape = shape
         #: Status requests it holds at once; beyond, it refuses them at once, uncharged: -8, or HTTP
         #: ``throttle`` (429, 503) with ``Retry-After: retry_after`` when set. None: no limit. The
         #: balance endpoint (free, light) is always answered.
@@ -74,6 +82,8 @@ class Simulator:
         self.refused = 0
         self.ledger = Ledger()
         self.requests = 0
+        #: Requests by endpoint (``/ssphone_status``, ``/balance``, lower-case), for tests that count paid asks.
+        self.requests_by_path: Counter[str] = Counter()
         #: Requests being handled right now, and the most there ever were at once.
         self.in_flight = 0
         self.max_in_flight = 0
@@ -148,6 +158,7 @@ class Simulator:
             return
         with self._lock:
             self.requests += 1
+            self.requests_by_path[path] += 1
             self.query_strings.append(query)
             self.arrivals.append(time.monotonic())
             if self.capacity is not None and self.in_flight >= self.capacity and path == "/ssphone_status":
@@ -184,13 +195,13 @@ class Simulator:
         with self._lock:
             return {"requests": self.requests, "in_flight": self.in_flight, "max_in_flight": self.max_in_flight,
                     "refused": self.refused, "charged": len(self.ledger), "capacity": self.capacity,
-                    "latency": self.latency}  # fmt: skip
+                    "latency": self.latency, "shape": self.shape}  # fmt: skip
 
     async def _admin(self, method: str, body: bytes, send) -> None:
         """``POST /_simulator`` with ``{"capacity": 15}`` (or latency, jitter) changes knobs while serving."""
         if method == "POST":
             for name, value in json.loads(body or b"{}").items():
-                if name not in ("capacity", "latency", "jitter", "throttle", "retry_after"):
+                if name not in ("capacity", "latency", "jitter", "throttle", "retry_after", "shape"):
                     await _send(send, 400, f"unknown knob {name!r}", "text/plain")
                     return
                 setattr(self, name, value)
@@ -222,17 +233,17 @@ class Simulator:
             answer = self.query_balance(params, client_ip)
         else:
             answer = self.query_status(params, client_ip, lost=lost)
-        text = json.dumps(answer, ensure_ascii=False)
+        data, content_type = render(answer, self.shape, self.content_type)
         if fault == "hang":
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(_client_gone(receive), self.hang_seconds)
         elif fault == "truncated":
-            await _send(send, 200, text[: len(text) // 2], self.content_type)
+            await _send(send, 200, data[: data.find(b"code")], content_type)  # nothing shows it was charged
         elif fault == "reset":
-            await send({"type": "http.response.start", "status": 200, "headers": _headers(self.content_type, 999)})
+            await send({"type": "http.response.start", "status": 200, "headers": _headers(content_type, 999)})
             raise ConnectionDropped("simulated connection reset")
         else:
-            await _send(send, 200, text, self.content_type)
+            await _send(send, 200, data, content_type)
 
 
 async def _client_gone(receive) -> None:
@@ -270,7 +281,7 @@ def _headers(content_type: str, length: int) -> list[tuple[bytes, bytes]]:
     ]
 
 
-async def _send(send, status: int, text: str, content_type: str) -> None:
-    data = text.encode("utf-8")
+async def _send(send, status: int, text: str | bytes, content_type: str) -> None:
+    data = text.encode("utf-8") if isinstance(text, str) else text
     await send({"type": "http.response.start", "status": status, "headers": _headers(content_type, len(data))})
     await send({"type": "http.response.body", "body": data})

@@ -40,7 +40,8 @@ class Faults:
 
     - ``busy``: a ``-8`` answer (not charged).
     - ``http_error``: HTTP 500/502/503 with an HTML body (not charged).
-    - ``truncated``: a JSON answer cut short (charged, lost in transit).
+    - ``truncated``: an answer cut short before its code (charged, lost in transit; nothing in
+      what arrives shows the charge, so the client may retry it).
     - ``reset``: the connection dropped after the headers (charged, lost).
     - ``hang``: no answer until the client gives up (charged, lost).
 
