@@ -14,8 +14,12 @@ from pathlib import Path
 __all__ = ["fsync_dir", "write_atomically"]
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a crash leaves the old file or the new one, never half."""
+def write_atomically(path: Path, data: bytes, *, exclusive: bool = False) -> None:
+    """Write ``data`` to ``path`` so that a crash leaves the old file or the new one, never half.
+
+    ``exclusive``: only if ``path`` does not exist yet (FileExistsError otherwise), so that two
+    processes creating it at once never overwrite each other.
+    """
     tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
@@ -28,7 +32,13 @@ def write_atomically(path: Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
         raise
     os.close(fd)
-    os.replace(tmp, path)
+    if exclusive:
+        try:
+            os.link(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    else:
+        os.replace(tmp, path)
     fsync_dir(path.parent)
 
 

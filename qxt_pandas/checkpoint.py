@@ -7,7 +7,7 @@ A checkpoint is a directory::
       journal-<time>-<pid>-<id>.jsonl          one per writer: a line per answer, appended
       part-<time>-<id>-<crc32>.parquet         compacted answers; the file's CRC-32 in its name
       claim-<time>-<pid>-<id>.txt              numbers a run is asking right now (see claims.py)
-      read.lock  compact.lock  claims.lock     flock files
+      read.lock  compact.lock  claims.lock  meta.lock   flock files
       damaged/                                 files found damaged: kept for recovery, no longer read
 
 Each answer is one ``os.write`` of one line to the writer's journal, before
@@ -43,6 +43,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import time
 import uuid
 import zlib
@@ -68,7 +69,7 @@ from .journal import (
 )
 from .receipts import recover
 
-__all__ = ["ANSWER_SCHEMA", "STORED_CODES", "Answer", "Checkpoint", "answers_table", "unwritable"]
+__all__ = ["ANSWER_SCHEMA", "STORED_CODES", "Answer", "Checkpoint", "answers_table", "refuse_foreign", "unwritable"]
 
 FORMAT = 2
 
@@ -85,6 +86,7 @@ class Checkpoint:
         self.service = service
         if self.path.exists() and not self.path.is_dir():
             raise CheckpointError(f"{self.path} is a file; a checkpoint is a directory. Choose another path.")
+        refuse_foreign(self.path)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -103,8 +105,11 @@ class Checkpoint:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             meta = {"format": FORMAT, "service": self.service, "simulator": None}
-            self._write_meta(meta)
-            return meta
+            try:
+                self._write_meta(meta, exclusive=True)
+                return meta
+            except FileExistsError:  # another process created it first: use what it wrote
+                return self._read_meta()
         except (OSError, ValueError):
             meta = None
         if not isinstance(meta, dict) or not isinstance(meta.get("service"), str):
@@ -122,9 +127,11 @@ class Checkpoint:
             raise CheckpointError(f"{self.path} was written by a newer qxt-pandas; upgrade to read it.")
         return meta
 
-    def _write_meta(self, meta: dict) -> None:
+    def _write_meta(self, meta: dict, *, exclusive: bool = False) -> None:
         try:
-            write_atomically(self.path / "meta.json", json.dumps(meta).encode())
+            write_atomically(self.path / "meta.json", json.dumps(meta).encode(), exclusive=exclusive)
+        except FileExistsError:
+            raise
         except OSError as exc:
             raise unwritable(self.path, exc) from None
 
@@ -139,10 +146,12 @@ class Checkpoint:
 
         The host alone cannot tell: a simulator and an SSH tunnel to the vendor are both 127.0.0.1.
         """
-        if self.simulator is None:
-            self._meta = {**self._meta, "format": FORMAT, "simulator": simulator}
-            self._write_meta(self._meta)
-        elif self.simulator != simulator:
+        with lock(self.path / "meta.lock"):  # two first runs at once: one binds, the other sees it
+            self._meta = self._read_meta()
+            if self.simulator is None:
+                self._meta = {**self._meta, "format": FORMAT, "simulator": simulator}
+                self._write_meta(self._meta)
+        if self.simulator != simulator:
             held, now = ("simulated", "the real service") if self.simulator else ("real", "the bundled simulator")
             raise CheckpointError(
                 f"The checkpoint {self.path} holds {held} answers, but the service at {self.service} is "
@@ -162,10 +171,10 @@ class Checkpoint:
         with lock(self.path / "read.lock", shared=True):  # no compaction swaps files while we list and read
             names = sorted(os.listdir(self.path))
             for name in names:
-                if name.startswith("part-") and name.endswith(".parquet") and name not in self._seen:
+                if _OWN["part"].fullmatch(name) and name not in self._seen:
                     tables.append(self._read_part(self.path / name))
                     self._seen[name] = -1
-                elif name.startswith("journal-") and name.endswith(".jsonl"):
+                elif _OWN["journal"].fullmatch(name):
                     table, self._seen[name] = read_journal(self.path / name, self._seen.get(name, 0))
                     tables.append(table)
             self._seen = {name: seen for name, seen in self._seen.items() if name in names}
@@ -193,6 +202,16 @@ class Checkpoint:
                              "held will be asked again.")  # fmt: skip
             return None
 
+    def files(self, kind: str) -> list[Path]:
+        """This store's own files of one ``kind`` (``part``, ``journal``, ``claim``, ``tmp``), sorted.
+
+        Only names this project writes match: a file someone else put here is never read,
+        folded, moved or deleted.
+        """
+        with contextlib.suppress(FileNotFoundError):
+            return sorted(self.path / n for n in os.listdir(self.path) if _OWN[kind].fullmatch(n))
+        return []
+
     # -- writing ---------------------------------------------------------------
 
     def writer(self) -> JournalWriter:
@@ -201,15 +220,15 @@ class Checkpoint:
 
     def sweep(self) -> None:
         """Delete empty journals that killed runs left (a writer's file is locked from birth, so never one in use)."""
-        for journal in self.path.glob("journal-*.jsonl"):
+        for journal in self.files("journal"):
             with contextlib.suppress(FileNotFoundError):
                 if journal.stat().st_size == 0 and not held_elsewhere(journal):
                     journal.unlink(missing_ok=True)
 
     def tidy(self) -> bool:
         """Compact when it pays: 8+ closed journals, or journals a tenth the size of the parts."""
-        journals = [j.stat().st_size for j in self.path.glob("journal-*.jsonl")]
-        parts = sum(p.stat().st_size for p in self.path.glob("part-*.parquet"))
+        journals = [j.stat().st_size for j in self.files("journal")]
+        parts = sum(p.stat().st_size for p in self.files("part"))
         return (len(journals) >= 8 or sum(journals) * 10 >= parts) and self.compact()
 
     def compact(self) -> bool:
@@ -220,12 +239,12 @@ class Checkpoint:
         with try_lock(self.path / "compact.lock") as locked:
             if not locked:
                 return False
-            for stale in self.path.glob(".tmp-*-part*"):  # left by a compaction that was killed
+            for stale in self.files("tmp"):  # left by a compaction that was killed
                 stale.unlink(missing_ok=True)
-            journals = [j for j in sorted(self.path.glob("journal-*.jsonl")) if not held_elsewhere(j)]
+            journals = [j for j in self.files("journal") if not held_elsewhere(j)]
             if not journals:
                 return False
-            parts = sorted(self.path.glob("part-*.parquet"))
+            parts = self.files("part")
             read = [(f, self._read_part(f)) for f in parts] + [(j, read_journal(j, 0)[0]) for j in journals]
             folded = [(f, t) for f, t in read if t is not None]
             for journal, table in read[len(parts) :]:
@@ -260,6 +279,34 @@ class Checkpoint:
 
 
 _SLICE = 1 << 18  # rows a compaction copies at a time
+#: The names this project writes in a checkpoint (``<time>-<pid>-<id>``; parts end in their CRC-32).
+_OWN = {
+    "part": re.compile(r"part-\d+-\w+(?:-[0-9a-f]{8})?\.parquet"),
+    "journal": re.compile(r"journal-\d+-\d+-\w+\.jsonl"),
+    "claim": re.compile(r"claim-\d+-\d+-\w+\.txt"),
+    "tmp": re.compile(r"\.tmp-[0-9a-f]{32}-part"),
+}
+#: What else a checkpoint directory may hold: its meta, lock files, the damaged/ folder, a
+#: receipts file, a file being replaced atomically; anything beyond this and no meta.json is not ours.
+_KNOWN = re.compile(r"meta\.json|\w+\.lock|damaged|receipts\.jsonl|\.tmp-.*")
+
+
+def refuse_foreign(path: Path) -> None:
+    """Refuse a directory that is not empty and holds no checkpoint: its files are someone else's."""
+    if (path / "meta.json").exists() or not path.is_dir():
+        return
+    try:
+        theirs = sorted(n for n in os.listdir(path) if not (_KNOWN.fullmatch(n) or any(
+            r.fullmatch(n) for r in _OWN.values())))  # fmt: skip
+    except OSError:
+        return
+    if theirs:
+        shown = ", ".join(theirs[:3]) + (f" and {len(theirs) - 3} more" if len(theirs) > 3 else "")
+        raise CheckpointError(
+            f"{path} is not a qxt checkpoint (it has no meta.json) and is not empty: it holds {shown}. "
+            "Nothing was read, asked or touched. Pass a new or empty directory (e.g. runs/crm.qxt) as "
+            "the checkpoint.",
+        )
 
 
 def _newest_indices(table: pa.Table) -> pa.Array:

@@ -90,7 +90,7 @@ async def claim_numbers(store: Checkpoint, numbers: list[str], max_age: float | 
         answered = fresh.filter(pc.is_in(fresh["mobile"], value_set=pending))
         pending = pending.filter(pc.invert(pc.is_in(pending, value_set=answered["mobile"])))
         claim = Claim([], answered)
-        for path in sorted(store.path.glob("claim-*.txt")):
+        for path in store.files("claim"):
             if not held_elsewhere(path):
                 path.unlink(missing_ok=True)  # its run is gone (killed); so is its claim
                 continue

@@ -16,6 +16,7 @@ from . import __version__
 from ._durable import write_atomically
 from ._secret import Secret
 from ._sync import run_sync
+from .checkpoint import refuse_foreign
 from .concurrency import AUTO, MAX_CONCURRENCY
 from .engine import DEFAULT_PATIENCE
 from .errors import (
@@ -29,7 +30,7 @@ from .errors import (
 )
 from .files import open_source
 from .options import CheckOptions
-from .outputs import AtomicWriter
+from .outputs import AtomicWriter, Targets
 from .pipeline import read_balance
 from .report import report
 from .stream import check_file, plan_file
@@ -89,6 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--checkpoint", type=Path,
                        help="checkpoint directory: resume, never pay twice (default: OUTPUT's name with .qxt, "
                        "beside it)")  # fmt: skip
+    check.add_argument("--overwrite", action="store_true",
+                       help="replace an OUTPUT (or split file) that qxt did not write; never the input")  # fmt: skip
     check.add_argument("--no-checkpoint", action="store_true",
                        help="keep no checkpoint: answers paid for are lost if the run fails")  # fmt: skip
     check.add_argument(
@@ -260,8 +263,12 @@ class _Run:
                 patience=args.patience, budget=args.budget, max_age=args.max_age,
                 checkpoint=self.checkpoint, progress=progress, retry_unreadable=args.retry_unreadable,
             )  # fmt: skip
+            if self.checkpoint is not None:
+                refuse_foreign(self.checkpoint)  # a user's directory is named before anything else
+            targets = Targets(inputs=[args.input], keep=[self.checkpoint] if self.checkpoint else [],
+                              overwrite=args.overwrite)  # fmt: skip
             if args.output is not None:
-                _refuse_same_file(args.input, args.output)
+                targets.refuse([args.output])
                 self.writer = AtomicWriter(args.output, excel_friendly=args.excel_friendly)
             source = open_source(args.input, encoding=args.encoding, sheet=args.sheet)
             if source.note:
@@ -271,7 +278,7 @@ class _Run:
                 return EXIT_OK
             assert self.writer is not None
             summary = check_file(source, args.column, self.writer, options, on_scanned=self._scanned,
-                                 split=args.split)  # fmt: skip
+                                 split=args.split, targets=targets)  # fmt: skip
             where = f"; answers kept in {self.checkpoint}" if self.checkpoint else ""
             _say(f"wrote {summary.rows_written:,} rows to {args.output}{where}\n{summary}")
             return EXIT_UNANSWERED if summary.unanswered else EXIT_OK
@@ -292,15 +299,6 @@ def _checkpoint_path(args: argparse.Namespace) -> Path | None:
         return None
     default = args.output.with_name(args.output.stem + ".qxt")
     return default if not args.dry_run or default.is_dir() else None  # a dry run creates nothing
-
-
-def _refuse_same_file(source: Path, output: Path) -> None:
-    same = output.resolve() == source.resolve()
-    with contextlib.suppress(OSError):
-        same = same or os.path.samefile(source, output)
-    if same:
-        raise ConfigurationError(f"--output {output} is the input file; writing it would destroy the export. "
-                                 "Choose another output path.")  # fmt: skip
 
 
 @contextlib.contextmanager

@@ -75,14 +75,13 @@ class DaskAccessor:
         if column not in self._frame.columns:
             raise KeyError(f"no column {column!r}; the columns are {list(self._frame.columns)}")
         tasks = tasks or _threads()
-        share = opts.share(tasks)
         numbers = (
             self._frame[column]
             .map_partitions(distinct_numbers, meta=pd.Series([], dtype=object, name="mobile"))
             .drop_duplicates()
             .repartition(npartitions=tasks)
         )
-        answers = numbers.map_partitions(query_numbers, share, meta=answers_frame())
+        answers = numbers.map_partitions(query_numbers, opts, tasks, meta=answers_frame())
         everything = dask.delayed(pd.concat)(answers.to_delayed(), ignore_index=True)
         meta, result_meta = self._frame._meta.copy(), _result_meta()
         for name, source in zip(names, RESULT_COLUMNS, strict=True):

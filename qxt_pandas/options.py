@@ -64,11 +64,13 @@ class CheckOptions:
             object.__setattr__(self, "apikey", Secret.wrap(self.apikey))
         checked = {
             "concurrency": self.concurrency if self.concurrency == AUTO else _whole_or_auto(self.concurrency),
-            "max_concurrency": _whole("max_concurrency", self.max_concurrency, minimum=1),
+            "max_concurrency": _whole("max_concurrency", self.max_concurrency, minimum=1, maximum=MOST_IN_FLIGHT),
             "patience": _real("patience", self.patience, "a number of seconds > 0"),
-            "retries": _whole("retries", self.retries, minimum=0),
+            "retries": _whole("retries", self.retries, minimum=0, maximum=MOST_RETRIES),
             "budget": None if self.budget is None else _whole("budget", self.budget, minimum=0),
-            "rate": None if self.rate is None else _real("rate", self.rate, "requests per second > 0, or None"),
+            "rate": None
+            if self.rate is None
+            else _real("rate", self.rate, f"requests per second >= {LEAST_RATE}, or None", least=LEAST_RATE),
             "timeout": _real("timeout", self.timeout, "a number of seconds > 0"),
             "backoff": _real("backoff", self.backoff, "a number of seconds >= 0", zero=True),
             "max_age": parse_age(self.max_age),
@@ -81,6 +83,9 @@ class CheckOptions:
             raise ValueError(f"progress={self.progress!r}: use True, False, 'bar', 'log' or 'off'")
         if self.checkpoint is not None and not isinstance(self.checkpoint, (str, os.PathLike)):
             raise ValueError(f"checkpoint={self.checkpoint!r}: use a directory path (str or pathlib.Path) or None")
+        if self.checkpoint is not None and str(self.checkpoint).strip() == "":
+            raise ValueError("checkpoint='': an empty path would make the working directory the checkpoint; "
+                             "name a directory (e.g. 'runs/crm.qxt') or pass None")  # fmt: skip
         if self.transport is not None and not isinstance(self.transport, httpx.AsyncBaseTransport):
             raise ValueError("transport: use an httpx.AsyncBaseTransport (e.g. SimulatorTransport(sim)) or None")
         check_base_url(self.base_url)
@@ -106,18 +111,19 @@ class CheckOptions:
         """A new limit on requests in flight for one run."""
         return Adaptive(maximum=self.max_concurrency) if self.adaptive else Fixed(int(self.concurrency))
 
-    def share(self, tasks: int) -> CheckOptions:
-        """One of ``tasks`` parallel tasks' options: the limits split so that together they keep them.
+    def share(self, tasks: int, index: int = 0) -> CheckOptions:
+        """Task ``index`` of ``tasks`` parallel tasks' options: the limits split so that together they keep them.
 
         With ``"auto"`` each task adapts on its own signals from its share of the ceiling; a
         service that holds less pushes back on all of them, and their limits shrink to add up to it.
+        The budget's remainder goes to the first tasks, so the shares add up to the whole budget.
         """
         return replace(
             self,
             concurrency=self.concurrency if self.adaptive else max(1, int(self.concurrency) // tasks),
             max_concurrency=max(1, self.max_concurrency // tasks),
             rate=None if self.rate is None else self.rate / tasks,
-            budget=None if self.budget is None else self.budget // tasks,
+            budget=None if self.budget is None else self.budget // tasks + (index % tasks < self.budget % tasks),
             progress=False,
         )
 
@@ -143,26 +149,35 @@ class CheckOptions:
         )
 
 
+#: Sane ranges: beyond them a value is a typo that would hang a run or hammer the service.
+MOST_IN_FLIGHT = 4096
+MOST_RETRIES = 20
+LEAST_RATE = 0.01  # requests per second: one every 100 s
+
+
 def _rebuild(values: dict[str, Any]) -> CheckOptions:
     return CheckOptions(**values)
 
 
 def _whole_or_auto(value: object) -> int:
     if isinstance(value, str):
-        raise ValueError(f"concurrency={value!r}: use 'auto' (adapt to the service) or a whole number >= 1")
-    return _whole("concurrency", value, minimum=1)
+        raise ValueError(f"concurrency={value!r}: use 'auto' (adapt to the service) or a whole number "
+                         f"from 1 to {MOST_IN_FLIGHT:,}")  # fmt: skip
+    return _whole("concurrency", value, minimum=1, maximum=MOST_IN_FLIGHT)
 
 
-def _whole(name: str, value: object, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name}={value!r}: use a whole number >= {minimum}")
+def _whole(name: str, value: object, *, minimum: int, maximum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum or (
+            maximum is not None and value > maximum):  # fmt: skip
+        bounds = f"from {minimum} to {maximum:,}" if maximum is not None else f">= {minimum}"
+        raise ValueError(f"{name}={value!r}: use a whole number {bounds}")
     return int(value)
 
 
-def _real(name: str, value: object, allowed: str, *, zero: bool = False) -> float:
+def _real(name: str, value: object, allowed: str, *, zero: bool = False, least: float = 0.0) -> float:
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         number = float(value)
-        if math.isfinite(number) and (number > 0 or (zero and number == 0)):
+        if math.isfinite(number) and (number > least or (zero and number == 0) or (least and number == least)):
             return number
     raise ValueError(f"{name}={value!r}: use {allowed}")
 

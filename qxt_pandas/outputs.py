@@ -19,6 +19,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import datetime
+import hashlib
 import os
 import queue
 import re
@@ -35,9 +36,9 @@ import pyarrow.parquet as pq
 
 from ._locks import held_elsewhere, open_locked
 from .errors import ConfigurationError
-from .results import outcomes
+from .results import DOCUMENTED_STATUSES, RESERVED_OUTCOMES, outcomes
 
-__all__ = ["EXCEL_ROWS", "AtomicWriter", "OutputError", "SplitWriter"]
+__all__ = ["EXCEL_ROWS", "AtomicWriter", "OutputError", "SplitWriter", "Targets", "written_by_qxt"]
 
 #: Rows an Excel sheet holds below its header (1,048,576 in all); more continue on further sheets.
 EXCEL_ROWS = 1_048_575
@@ -86,7 +87,7 @@ class _Excel:
         for k, name in enumerate(self.names):
             width = max([_width(name), *(_width(row[k]) for row in sample[:200])])
             self.sheet.column_dimensions[get_column_letter(k + 1)].width = min(60, width + 2)
-        self.sheet.append(self.names)
+        self.sheet.append([self.sheet_cell(n) if n.startswith("=") else n for n in self.names])
         self.left = EXCEL_ROWS
 
     def write_table(self, table: pa.Table) -> None:
@@ -96,6 +97,8 @@ class _Excel:
                 self._new_sheet(rows)
             chunk, rows = rows[: self.left], rows[self.left :]
             for row in chunk:
+                if any(type(v) is _Text for v in row):
+                    row = [self.sheet_cell(v) if type(v) is _Text else v for v in row]
                 self.sheet.append(row)
             self.left -= len(chunk)
 
@@ -104,20 +107,55 @@ class _Excel:
             self._new_sheet([])
         self.book.save(self.file)
 
+    def sheet_cell(self, text: str) -> Any:
+        """A cell that holds ``text`` as text, even when it starts with ``=`` (never a live formula)."""
+        from openpyxl.cell import WriteOnlyCell
+
+        cell = WriteOnlyCell(self.sheet, value=None)
+        cell.value, cell.data_type = text, "s"
+        return cell
+
+
+#: What an .xlsx file cannot hold (XML 1.0 forbids these control characters): dropped, not fatal.
+_XML_ILLEGAL = r"[\x00-\x08\x0b\x0c\x0e-\x1f]"
+
+
+class _Text(str):
+    """Text that openpyxl would take for a formula (it starts with ``=``): written as text."""
+
 
 def _cells(column: pa.ChunkedArray) -> list[Any]:
-    values = column.to_pylist()
     if pa.types.is_integer(column.type):
-        return [str(v) if v is not None and abs(v) >= 10**9 else v for v in values]
-    return values
+        return [str(v) if v is not None and abs(v) >= 10**9 else v for v in column.to_pylist()]
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        return column.to_pylist()
+    values = pc.replace_substring_regex(column, _XML_ILLEGAL, "").to_pylist()
+    return [_Text(v) if v is not None and v.startswith("=") else v for v in values]
 
 
 def _width(value: object) -> int:
+    value = getattr(value, "value", value)  # a text cell made by sheet_cell
     if value is None:
         return 0
     if isinstance(value, datetime.datetime):
         return 19
     return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in str(value))
+
+
+def _defused(table: pa.Table) -> pa.Table:
+    """Text cells that Excel would run as a formula (``= + - @``, tab, CR first) behind a ``'``: OWASP's
+    rule for CSV opened in a spreadsheet. Only for ``--excel-friendly``; a ``+86`` number then reads
+    ``'+86 139…``, which Excel shows without the quote."""
+    for i, field in enumerate(table.schema):
+        kind = field.type.value_type if pa.types.is_dictionary(field.type) else field.type
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            column = table.column(i).cast(kind)
+            risky = pc.fill_null(pc.match_substring_regex(column, r"^[=+\-@\t\r]"), False)
+            table = table.set_column(i, field.name, pc.if_else(risky, pc.binary_join_element_wise("'", column, ""),
+                                                                column))  # fmt: skip
+    return table
 
 
 class AtomicWriter:
@@ -148,8 +186,11 @@ class AtomicWriter:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
 
-    def open(self, schema: pa.Schema) -> None:
-        """Create the temporary file for ``schema``; an OutputError says why it cannot be."""
+    def open(self, schema: pa.Schema, *, paid: bool = False) -> None:
+        """Create the temporary file for ``schema``; an OutputError says why it cannot be
+        (``paid``: opened after answers were paid for, which the message then says)."""
+        spent = ("The answers paid for so far are kept in the checkpoint, if any" if paid
+                 else "Nothing was asked or paid for")  # fmt: skip
         for stale in self.path.parent.glob(f".{self.path.name}.*.partial"):
             if not held_elsewhere(stale):  # its run was killed
                 stale.unlink(missing_ok=True)
@@ -157,8 +198,8 @@ class AtomicWriter:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = os.fdopen(open_locked(self.tmp, append=False), "w+b")  # zip (xlsx) seeks back
         except OSError as exc:
-            raise OutputError(f"Cannot write the output {self.path}: {exc.strerror or exc}. Nothing was asked or "
-                              "paid for; choose another --output.") from None  # fmt: skip
+            raise OutputError(f"Cannot write the output {self.path}: {exc.strerror or exc}. {spent}; choose "
+                              "another --output.") from None  # fmt: skip
         try:
             if self.kind == "parquet":
                 self._writer = pq.ParquetWriter(self._file, schema, compression="zstd")
@@ -180,7 +221,7 @@ class AtomicWriter:
             kinds = ", ".join(f"{f.name!r} ({f.type})" for f in schema if pa.types.is_nested(f.type))
             raise OutputError(
                 f"{self.path}: {self.kind.upper()} cannot hold column(s) {kinds or exc}. Write "
-                ".parquet output, or drop those columns first. Nothing was asked or paid for."
+                f".parquet output, or drop those columns first. {spent}."
             ) from None
 
     def write(self, table: pa.Table) -> None:
@@ -205,7 +246,9 @@ class AtomicWriter:
         while (table := self._queue.get()) is not None:
             if self._error is None:
                 try:
-                    self._writer.write_table(_naive_utc(table) if self.kind == "csv" else table)
+                    if self.kind == "csv":
+                        table = _naive_utc(_defused(table) if self.excel_friendly else table)
+                    self._writer.write_table(table)
                 except BaseException as exc:  # told to the caller at its next write or commit
                     self._error = exc
             del table
@@ -245,31 +288,119 @@ class AtomicWriter:
         self.tmp.unlink(missing_ok=True)
 
 
+class Targets:
+    """Where a run may write: never an input (links included), a directory, the checkpoint, or a
+    file someone else made (unless ``overwrite``); an earlier qxt output may be replaced.
+
+    Checked before anything is paid for (:meth:`refuse`); :meth:`free` answers for a file name
+    only known after paying (a split by a Status the vendor just sent).
+    """
+
+    def __init__(self, inputs: list[Path] = [], keep: list[Path] = [], overwrite: bool = False) -> None:  # noqa: B006
+        self.inputs, self.keep, self.overwrite = inputs, [k.resolve() for k in keep], overwrite
+
+    def why_not(self, path: Path) -> str | None:
+        """Why ``path`` must not be written, or None."""
+        where = path.resolve()
+        if any(where == k or k in where.parents for k in self.keep):
+            return "it is the checkpoint"
+        for source in self.inputs:
+            with contextlib.suppress(OSError):
+                if where == source.resolve() or (path.exists() and os.path.samefile(source, path)):
+                    return "it is the input file"
+        if path.is_dir():
+            return "it is a directory"
+        if path.exists() and not self.overwrite and not written_by_qxt(path):
+            return "it exists and was not written by qxt (--overwrite replaces it)"
+        return None
+
+    def free(self, path: Path) -> bool:
+        return self.why_not(path) is None
+
+    def refuse(self, paths: list[Path]) -> None:
+        """An OutputError naming every path that must not be written; nothing is paid for yet."""
+        bad = [f"{p} ({why})" for p in paths if (why := self.why_not(p)) is not None]
+        if bad:
+            raise OutputError(f"Will not write {'; '.join(bad)}. Nothing was asked or paid for; choose another "
+                              "--output, or pass --overwrite to replace files that are not the input.")  # fmt: skip
+
+
+def written_by_qxt(path: Path) -> bool:
+    """Whether ``path`` looks like an output of this project: its header has the result columns."""
+    ours = {"qxt_code", "qxt_checked_at"}
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            return ours <= set(pq.read_schema(path).names)
+        if path.suffix.lower() == ".xlsx":
+            from openpyxl import load_workbook
+
+            book = load_workbook(path, read_only=True)
+            try:
+                header = next(book.worksheets[0].iter_rows(max_row=1, values_only=True), ())
+            finally:
+                book.close()
+            return ours <= {str(c) for c in header}
+        with open(path, "rb") as f:
+            head = f.read(1 << 16).split(b"\n", 1)[0]
+        return all(name.encode() in head for name in ours)
+    except Exception:  # unreadable, not the format its name says, openpyxl missing: not provably ours
+        return False
+
+
+#: Longest outcome part of a split file's name, in bytes: names stay far below NAME_MAX (255).
+_OUTCOME_BYTES = 80
+
+
 class SplitWriter:
     """``--split``: beside ``<stem>.<ext>``, one ``<stem>.<outcome>.<ext>`` per outcome present.
 
     Outcomes: each vendor ``Status`` (正常, 空号, 停机, 沉默号 …), ``invalid``, ``unknown``,
-    ``unanswered`` (see :func:`~qxt_pandas.results.outcomes`). Every row goes to exactly one.
+    ``unanswered`` (see :func:`~qxt_pandas.results.outcomes`). Every row goes to exactly one
+    file, and distinct outcomes to distinct files: a Status that is not a safe file name as it
+    is (``a/b``, control characters, very long), or whose file is taken, gets a short hash.
     """
 
-    def __init__(self, main: AtomicWriter, schema: pa.Schema, prefix: str = "") -> None:
+    def __init__(self, main: AtomicWriter, schema: pa.Schema, prefix: str = "", targets: Targets | None = None):
         self.main, self.schema, self.prefix = main, schema, prefix
+        self.targets = targets or Targets()
         self.writers: dict[str, AtomicWriter] = {}
+        self._taken = {main.path.name.lower()}
 
     def path(self, outcome: str) -> Path:
-        safe = re.sub(r'[\\/:*?"<>|\x00-\x1f]', "_", outcome) or "_"
-        return self.main.path.with_name(f"{self.main.path.stem}.{safe}{self.main.path.suffix}")
+        """The file for ``outcome``: its plain name when that is safe and free, else with a hash."""
+        safe = re.sub(r'[\\/:*?"<>|\x00-\x1f\x7f]', "_", outcome).strip(" .") or "_"
+        while len(safe.encode()) > _OUTCOME_BYTES:
+            safe = safe[:-1]
+        plain = self._named(safe)
+        if safe == outcome and plain.name.lower() not in self._taken and self.targets.free(plain):
+            return plain
+        tag = hashlib.blake2b(outcome.encode(), digest_size=4).hexdigest()
+        return self._named(f"{safe}~{tag}")
+
+    def planned(self) -> list[Path]:
+        """The files of the outcomes known before paying: the document's statuses and ours."""
+        return [self._named(o) for o in (*DOCUMENTED_STATUSES, *sorted(RESERVED_OUTCOMES))]
+
+    def _named(self, part: str) -> Path:
+        return self.main.path.with_name(f"{self.main.path.stem}.{part}{self.main.path.suffix}")
 
     def write(self, table: pa.Table) -> None:
         each = outcomes(table[self.prefix + "qxt_code"], table[self.prefix + "Status"])
         for outcome in pc.unique(each).to_pylist():
             if outcome not in self.writers:
-                writer = AtomicWriter(self.path(outcome), excel_friendly=self.main.excel_friendly)
-                writer.open(self.schema)
+                path = self.path(outcome)
+                self._taken.add(path.name.lower())
+                writer = AtomicWriter(path, excel_friendly=self.main.excel_friendly)
+                writer.open(self.schema, paid=True)
                 self.writers[outcome] = writer
             self.writers[outcome].write(table.filter(pc.equal(each, outcome)))
 
     def commit(self) -> None:
+        """Put every file in place, once their rows are proven to add up to the output's."""
+        split = sum(w.rows for w in self.writers.values())
+        if split != self.main.rows:
+            raise OutputError(f"The split holds {split:,} rows, the output {self.main.rows:,}; no split file "
+                              "was written. This is a bug: please report it.")  # fmt: skip
         for writer in self.writers.values():
             writer.commit()
 

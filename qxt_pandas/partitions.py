@@ -69,9 +69,11 @@ def query_table(numbers: Sequence[str], options: CheckOptions) -> pa.Table:
     return pa.concat_tables([answers, pa.Table.from_pylist(lost, schema=ANSWERS_SCHEMA)])
 
 
-def query_numbers(numbers: pd.Series, options: CheckOptions) -> pd.DataFrame:
-    """Step 2 for pandas partitions (Dask): :func:`query_table` as a frame."""
-    return answers_frame(query_table(numbers.dropna().tolist(), options))
+def query_numbers(numbers: pd.Series, options: CheckOptions, tasks: int = 1, partition_info=None) -> pd.DataFrame:
+    """Step 2 for pandas partitions (Dask): :func:`query_table` as a frame, with this task's share of
+    ``options`` (Dask names the partition in ``partition_info``)."""
+    share = options.share(tasks, (partition_info or {}).get("number", 0))
+    return answers_frame(query_table(numbers.dropna().tolist(), share))
 
 
 def answers_frame(table: pa.Table | None = None) -> pd.DataFrame:

@@ -11,6 +11,7 @@ status the vendor adds later, such as 沉默号 or 风险号, is kept verbatim);
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -217,13 +218,28 @@ class Results:
 INVALID_CODES = (LOCAL_INVALID, 1, -2, -3)
 
 
+#: The statuses the vendor's document lists (it may send others).
+DOCUMENTED_STATUSES = ("正常", "空号", "停机")
+#: Outcome names that are not a vendor Status; a Status spelled like one gets a distinct name.
+RESERVED_OUTCOMES = frozenset({"invalid", "unknown", "unanswered", "unreadable", NO_STATUS})
+
+
+def _distinct(status: str) -> str:
+    """A vendor Status that collides with a reserved outcome name, made distinct: ``invalid~1a2b3c4d``."""
+    return f"{status}~{hashlib.blake2b(status.encode(), digest_size=4).hexdigest()}"
+
+
 def outcomes(code: pa.Array | pa.ChunkedArray, status: pa.Array | pa.ChunkedArray) -> pa.Array:
     """Each row's outcome, as ``--split`` files and ``df.qxt.split()`` group rows: its ``Status`` when
     answered (code 0; :data:`NO_STATUS` when the vendor left it empty), ``invalid``, ``unknown`` (-4:
     the vendor found nothing), ``unreadable`` (charged, but the answer could not be read), or
     ``unanswered`` (failed after retries, or not asked: run again)."""
     code = pc.fill_null(code.cast(pa.int16()), 32767)
-    status = pc.fill_null(status.cast(pa.string()), NO_STATUS)
+    status = status.cast(pa.string())
+    if taken := [s for s in pc.unique(status).to_pylist() if s in RESERVED_OUTCOMES]:  # a Status "invalid" is not ours
+        at = pc.index_in(status, value_set=pa.array(taken, pa.string()))
+        status = pc.if_else(pc.is_null(at), status, pc.take(pa.array([_distinct(s) for s in taken]), at))
+    status = pc.fill_null(status, NO_STATUS)
     named = pc.if_else(pc.equal(code, CHARGED_UNREADABLE), "unreadable", "unanswered")
     named = pc.if_else(pc.equal(code, -4), "unknown", named)
     other = pc.if_else(pc.is_in(code, pa.array(INVALID_CODES, pa.int16())), "invalid", named)

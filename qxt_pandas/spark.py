@@ -142,14 +142,17 @@ def _distinct(df: DataFrame, column: str) -> DataFrame:
     return numbers
 
 
-def _query_batches(batches: Iterator[pa.RecordBatch], options: CheckOptions):
+def _query_batches(batches: Iterator[pa.RecordBatch], options: CheckOptions, tasks: int):
+    from pyspark import TaskContext
+
+    context = TaskContext.get()
+    share = options.share(tasks, context.partitionId() if context is not None else 0)
     numbers = [n for batch in batches for n in batch.column(0).to_pylist()]
-    yield from query_table(numbers, options).to_batches()
+    yield from query_table(numbers, share).to_batches()
 
 
 def _query_on_executors(numbers: DataFrame, options: CheckOptions, tasks: int) -> pa.Table:
-    share = options.share(tasks)
-    answers = numbers.repartition(tasks).mapInArrow(functools.partial(_query_batches, options=share),
+    answers = numbers.repartition(tasks).mapInArrow(functools.partial(_query_batches, options=options, tasks=tasks),
                                                     _spark_schema(ANSWERS_SCHEMA))  # fmt: skip
     return answers.toArrow().cast(ANSWERS_SCHEMA)
 

@@ -28,7 +28,7 @@ from ._sync import run_sync
 from .engine import EngineResult
 from .files import InputError, Source
 from .numbers import number_strings
-from .outputs import AtomicWriter, SplitWriter
+from .outputs import AtomicWriter, SplitWriter, Targets
 from .pipeline import CheckOptions, Plan, Prepared, outcome, preflight, prepare, query, stopped_error
 from .results import OUTPUT_TYPES, RESULT_COLUMNS, Results, text_series
 
@@ -145,17 +145,21 @@ def check_file(
     on_scanned: Callable[[], None] = _nothing,
     *,
     split: bool = False,
+    targets: Targets | None = None,
 ) -> Summary:
     """Check ``column`` of ``source`` and write every row with its results to ``output``.
 
     Runs in the caller's thread except for the queries, so Ctrl-C stops the writing at once.
     ``on_scanned`` is called when everything that can be checked for free has been. ``split``
-    also writes each outcome's rows to a file of its own beside ``output``.
+    also writes each outcome's rows to a file of its own beside ``output``; ``targets`` says
+    which files may be written (every one known now is checked before paying).
     """
     started = time.monotonic()
     schema = output_schema(source)
+    targets = targets or Targets(inputs=[source.path])
+    parts = SplitWriter(output, schema, targets=targets) if split else None
+    targets.refuse([output.path, *(parts.planned() if parts is not None else [])])
     output.open(schema)  # before paying: the output can be written, with these columns
-    parts = SplitWriter(output, schema) if split else None
     try:
         prepared, codes, reasons = _scan(source, column, options)
         on_scanned()

@@ -77,7 +77,10 @@ def test_options_default_to_auto_and_shares_add_up():
     share = options.share(4)
     assert share.adaptive and share.max_concurrency == 32 and share.progress is False
     fixed = CheckOptions(concurrency=64, rate=40.0, budget=10).share(4)
-    assert (fixed.concurrency, fixed.rate, fixed.budget) == (16, 10.0, 2)
+    assert (fixed.concurrency, fixed.rate, fixed.budget) == (16, 10.0, 3)
+    for budget, tasks in ((10, 4), (2, 4), (3, 4), (0, 3), (7, 1)):  # the whole budget is spent, never more
+        shares = [CheckOptions(budget=budget).share(tasks, i).budget for i in range(tasks)]
+        assert sum(shares) == budget and max(shares) - min(shares) <= 1
     with pytest.raises(ValueError, match="'auto'"):
         CheckOptions(concurrency="fast")
 

@@ -114,3 +114,12 @@ def test_tasks_adapt_together_to_a_service_that_holds_less_than_their_shares(cli
     same(out, expected(df))  # every number answered, as pandas answers it
     assert sim.ledger.paid_twice() == {} and sim.max_in_flight == 6
     assert sim.refused <= 0.15 * sim.requests, (sim.refused, sim.requests)
+
+
+def test_a_budget_smaller_than_the_tasks_is_still_spent_whole(client, tmp_path):
+    sim = make_simulator()
+    with serve(sim) as url:
+        dd.from_pandas(frame(40), npartitions=4).qxt.check(
+            "mobile", apikey=SECRET, base_url=url, checkpoint=tmp_path / "ck", budget=2, tasks=4
+        ).compute()
+    assert sim.ledger.paid(SECRET).total() == 2  # budget // tasks paid 0

@@ -105,6 +105,14 @@ def test_a_budget_run_then_a_resume_pays_each_number_once(spark, service, tmp_pa
     assert rest["qxt_code"].isin([0, -4, -100]).all() and max(sim.ledger.paid(SECRET).values()) == 1
 
 
+def test_a_budget_smaller_than_the_executor_tasks_is_still_spent_whole(spark, service, tmp_path):
+    sim, url = service
+    sdf = spark.createDataFrame(messy(40), "id string, mobile string")
+    qxt_spark.check(sdf, "mobile", budget=3, tasks=4, queries="executors", checkpoint=str(tmp_path / "b"),
+                    apikey=SECRET, base_url=url, progress=False).toPandas()  # fmt: skip
+    assert sim.ledger.paid(SECRET).total() == 3  # budget // tasks paid 0
+
+
 def test_a_number_failing_after_retries_shows_its_failure_text(spark, service, tmp_path):
     sim, url = service
     sim.faults = Faults(busy=1.0, endpoints=frozenset({"status"}))
