@@ -9,8 +9,10 @@ a loop is already running, as in Jupyter, without ``nest_asyncio``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import Coroutine
+import weakref
+from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -20,17 +22,60 @@ T = TypeVar("T")
 INTERRUPT_GRACE = 0.8
 
 
+class _Drain:
+    """A loop's interrupt state: ``event`` set on the first Ctrl-C while ``active`` code can drain."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.active = 0
+
+
+_DRAINS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Drain] = weakref.WeakKeyDictionary()
+
+
+def draining() -> asyncio.Event | None:
+    """Set when a sync caller was interrupted once: start nothing new, finish (and keep) what is in
+    flight, then end. None under a loop that is not the library's own (an async caller's)."""
+    drain = _DRAINS.get(asyncio.get_running_loop())
+    return drain.event if drain is not None else None
+
+
+@contextlib.contextmanager
+def drainable() -> Iterator[None]:
+    """Mark code that watches :func:`draining`: a first Ctrl-C while it runs drains instead of cancelling."""
+    drain = _DRAINS.get(asyncio.get_running_loop())
+    if drain is None:
+        yield
+        return
+    drain.active += 1
+    try:
+        yield
+    finally:
+        drain.active -= 1
+
+
+class Interrupted(Exception):
+    """A run drained after an interrupt; the interrupt itself is re-raised to the sync caller."""
+
+
 class LoopThread:
     """A daemon thread running one event loop; ``run(coro)`` blocks for the result."""
 
     def __init__(self, name: str = "qxt-loop") -> None:
         self._loop = asyncio.new_event_loop()
+        self._drain = _DRAINS[self._loop] = _Drain()
         self._thread = threading.Thread(target=self._loop.run_forever, name=name, daemon=True)
         self._thread.start()
         self._closed = False
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro`` on the loop; Ctrl-C cancels it, waits briefly, and re-raises."""
+        """Run ``coro`` on the loop; Ctrl-C re-raises when it ends.
+
+        The first Ctrl-C (or SIGTERM, which the command turns into one) during a run that can
+        drain (:func:`drainable`) sets :func:`draining`: the run stops sending, waits for the
+        answers in flight (they may be paid for) and keeps them, bounded by the request timeout.
+        A second one, or one at any other moment, cancels at once.
+        """
         if self._closed:
             coro.close()
             raise RuntimeError("this client is closed")
@@ -60,10 +105,23 @@ class LoopThread:
 
         try:
             self._loop.call_soon_threadsafe(start)
-            # Short waits, not one long one: a signal delivered to another thread does
-            # not wake a blocked wait, but Python runs the handler when each one returns.
-            while not done.wait(0.1):
-                pass
+            _wait(done)
+        except KeyboardInterrupt:
+            if not self._drain.active:  # nothing that could be paid for is in flight: stop at once
+                self._loop.call_soon_threadsafe(cancel)
+                done.wait(INTERRUPT_GRACE)
+                raise
+            self._loop.call_soon_threadsafe(self._drain.event.set)
+            try:
+                _wait(done)
+            except BaseException:
+                self._loop.call_soon_threadsafe(cancel)
+                done.wait(INTERRUPT_GRACE)
+                raise
+            task = box.get("task")
+            if task is not None and not task.cancelled():
+                task.exception()  # retrieved (Interrupted, as a rule): the interrupt is what the caller gets
+            raise
         except BaseException:
             self._loop.call_soon_threadsafe(cancel)
             done.wait(INTERRUPT_GRACE)
@@ -72,12 +130,20 @@ class LoopThread:
 
     def close(self) -> None:
         """Stop the loop and join the thread; idempotent."""
+        _DRAINS.pop(self._loop, None)
         if self._closed:
             return
         self._closed = True
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._loop.close()
+
+
+def _wait(done: threading.Event) -> None:
+    # Short waits, not one long one: a signal delivered to another thread does
+    # not wake a blocked wait, but Python runs the handler when each one returns.
+    while not done.wait(0.1):
+        pass
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:

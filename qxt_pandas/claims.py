@@ -8,7 +8,9 @@ that nobody answered and nobody else is asking, and keeps it locked
 (``flock``) while it asks them. Numbers another run is asking are not asked
 again: the run waits for that claim to end, takes the answers from the
 checkpoint, and claims whatever is still unanswered (a failure, or a run that
-stopped). A run ends its claim as soon as it has asked its numbers, before it
+stopped). A run that waits says so every 10 s and gives up after ``patience``
+(a run that hangs holding its claim, e.g. stopped with SIGSTOP, is alive to
+the kernel and keeps it). A run ends its claim as soon as it has asked its numbers, before it
 waits for anyone else's, so two runs never wait on each other; the kernel
 ends a killed run's claim by dropping its lock.
 
@@ -22,7 +24,7 @@ Example::
         ...  # ask claim.mine
     finally:
         claim.release()
-    await claim.wait(say=print)  # then claim the numbers others were asking
+    await claim.wait(say=print, patience=300)  # then claim the numbers others were asking
 """
 
 from __future__ import annotations
@@ -41,12 +43,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ._locks import alock, held_elsewhere, open_locked
+from ._sync import drainable, draining
 from .checkpoint import Checkpoint, unwritable
 
 __all__ = ["Claim", "claim_numbers"]
 
 #: How often a waiting run looks whether the claims it waits for have ended (seconds).
 POLL = 0.2
+#: How often a waiting run says that it still waits, and for whom (seconds).
+SAY_EVERY = 10.0
 
 
 @dataclass
@@ -72,14 +77,33 @@ class Claim:
             os.close(self._fd)
             self._fd = -1
 
-    async def wait(self, say: Callable[[str], None]) -> None:
-        """Return when every claim this run waits for has ended (polls; cancellable)."""
+    async def wait(self, say: Callable[[str], None], patience: float) -> float | None:
+        """Wait until every claim this run waits for has ended: None; or the seconds waited when
+        ``patience`` ran out first, or an interrupt came (polls; says every ``SAY_EVERY`` s why it waits)."""
+        with drainable():
+            return await self._wait(say, patience)
+
+    async def _wait(self, say: Callable[[str], None], patience: float) -> float | None:
+        started = time.monotonic()
+        drain = draining()
         for path, (owner, numbers) in self.others.items():
-            if held_elsewhere(path):
-                say(f"waiting for another run on this checkpoint ({owner}), which is asking {len(numbers):,} "
-                    "of these numbers; its answers will be used, not paid for again")  # fmt: skip
+            said = -SAY_EVERY
             while held_elsewhere(path):
+                waited = time.monotonic() - started
+                if drain is not None and drain.is_set():
+                    return waited
+                if waited >= patience:
+                    say(f"gave up waiting for another run on this checkpoint ({owner}) after {waited:.0f} s "
+                        f"(patience): {len(numbers):,} of these numbers are left unanswered; run again once it "
+                        "has finished")  # fmt: skip
+                    return waited
+                if waited - said >= SAY_EVERY:
+                    said = waited
+                    say(f"waiting for another run on this checkpoint ({owner}), which is asking {len(numbers):,} "
+                        f"of these numbers ({waited:.0f} s so far, at most {patience:.0f} s); its answers will be "
+                        "used, not paid for again")  # fmt: skip
                 await asyncio.sleep(POLL)
+        return None
 
 
 async def claim_numbers(store: Checkpoint, numbers: list[str], max_age: float | None) -> Claim:

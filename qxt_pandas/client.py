@@ -31,6 +31,7 @@ from urllib.parse import urlencode
 import httpx
 
 from . import protocol
+from ._awake import awake_timeout
 from ._secret import Secret
 from ._sync import LoopThread
 from ._transport import AiohttpTransport, Reply
@@ -87,12 +88,23 @@ class Watch(Protocol):
     def __call__(self, sent_at: float, error: QxtError | None) -> None: ...
 
 
+#: The longest pause a ``Retry-After`` header can impose (seconds): one header must not stall a run for an hour.
+MAX_RETRY_AFTER = 60.0
+
+
 def retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (a number of seconds, or an HTTP date); None if absent or junk."""
+    """Seconds from a ``Retry-After`` header (a number of seconds, or an HTTP date), at most
+    :data:`MAX_RETRY_AFTER`; None if absent or junk."""
+    seconds = _retry_after(value)
+    return None if seconds is None else min(seconds, MAX_RETRY_AFTER)
+
+
+def _retry_after(value: str | None) -> float | None:
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
+        return max(0.0, seconds) if seconds == seconds else None  # NaN is junk
     except ValueError:
         pass
     try:
@@ -165,7 +177,7 @@ class AsyncClient:
         # AsyncClient layer (URL merging, auth, cookies, redirects) cost half the CPU per query.
         self._transport = transport or AiohttpTransport(max_connections)
         self._urls = {ep: httpx.URL(self.base_url + path) for ep, path in protocol.ENDPOINT_PATHS.items()}
-        self._extensions = {"timeout": httpx.Timeout(timeout).as_dict()}
+        self._extensions = {"timeout": httpx.Timeout(None).as_dict()}  # awake_timeout is the timeout
         self._headers = httpx.Headers({"User-Agent": "qxt-pandas", "Accept": "application/json"})
         self._form_headers = httpx.Headers({**self._headers, "Content-Type": "application/x-www-form-urlencoded"})
         self._plain_form_headers = dict(self._form_headers.items())
@@ -256,19 +268,24 @@ class AsyncClient:
     ) -> Reply:
         url = self._urls[endpoint]
         try:
-            if self._fast and wire.data:  # the hot path: aiohttp, no httpx objects
-                return await self._transport.post(self._url_text[endpoint], body, self._plain_form_headers,
-                                                  self.timeout)  # type: ignore[attr-defined]  # fmt: skip
-            if wire.params:
-                url = url.copy_merge_params(wire.params)
-            request = httpx.Request(wire.method, url, headers=self._form_headers if wire.data else self._headers,
-                                    content=body, extensions=self._extensions)  # fmt: skip
-            response = await self._transport.handle_async_request(request)
-            try:
-                await response.aread()
-            finally:
-                await response.aclose()
-            return Reply(response.status_code, response.headers, response.content)
+            # The attempt's timeout counts only time this process ran: after a suspension (Ctrl-Z, a
+            # closed lid) the answers that arrived meanwhile are read, not timed out and paid again.
+            async with awake_timeout(self.timeout):
+                if self._fast and wire.data:  # the hot path: aiohttp, no httpx objects
+                    return await self._transport.post(self._url_text[endpoint], body,  # type: ignore[attr-defined]
+                                                      self._plain_form_headers)  # fmt: skip
+                if wire.params:
+                    url = url.copy_merge_params(wire.params)
+                request = httpx.Request(wire.method, url, headers=self._form_headers if wire.data else self._headers,
+                                        content=body, extensions=self._extensions)  # fmt: skip
+                response = await self._transport.handle_async_request(request)
+                try:
+                    await response.aread()
+                finally:
+                    await response.aclose()
+                return Reply(response.status_code, response.headers, response.content)
+        except TimeoutError:
+            failure = f"The request to {url.host} timed out after {self.timeout:g} s (ReadTimeout)"
         except httpx.TransportError as exc:
             what = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
             failure = f"The request to {url.host} {what}: {type(exc).__name__}: {self._apikey.redact(str(exc))}"

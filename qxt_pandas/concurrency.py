@@ -69,7 +69,7 @@ class Controller:
         """A request sent at ``sent_at`` met push-back at ``now``; the service may ask for a pause."""
         self.pushbacks += 1
         if retry_after:
-            self.resume_at = max(self.resume_at, now + min(retry_after, 3600.0))
+            self.resume_at = max(self.resume_at, now + retry_after)  # capped where it is read (client)
         if self.allowed <= 1:  # nothing left to give back: space the probes out
             self._probe = min(PROBE_MAX, max(PROBE_FIRST, self._probe * 2))
             self.resume_at = max(self.resume_at, now + self._probe)

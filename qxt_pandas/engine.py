@@ -27,10 +27,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from ._sync import drainable, draining
 from .client import AsyncClient
 from .concurrency import Adaptive, Controller, Fixed
 from .errors import NumberError, QxtError, TerminalError
@@ -58,6 +60,9 @@ class EngineResult:
     pushbacks: int = 0  # attempts the service pushed back (busy, 429/502/503/504, refused, timed out)
     busy: int = 0  # of which refused busy (-8, 429, 503)
     held: float = 0.0  # requests in flight on average while the run asked (time-weighted)
+    interrupted: bool = False  # Ctrl-C or SIGTERM: stopped sending, kept what was in flight
+    abandoned: int = 0  # requests in flight when a second interrupt cancelled the run (may be charged)
+    waited: float | None = None  # seconds waited for another run's claim before giving up (patience)
 
     def add(self, other: EngineResult) -> None:
         """Fold a later round of the same run into this one."""
@@ -68,13 +73,19 @@ class EngineResult:
         self.stopped = self.stopped or other.stopped
         self.budget_reached = self.budget_reached or other.budget_reached
         self.gave_up = self.gave_up or other.gave_up
-        for name in ("paid", "requests", "pushbacks", "busy"):
+        self.interrupted = self.interrupted or other.interrupted
+        self.waited = self.waited or other.waited
+        for name in ("paid", "requests", "pushbacks", "busy", "abandoned"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def why(self) -> str:
         """Why the run ended, for its receipt."""
+        if self.interrupted:
+            return "interrupted"
         if self.stopped is not None:
             return f"stopped: {type(self.stopped).__name__} (code {self.stopped.code})"
+        if self.waited is not None:
+            return f"gave up waiting {self.waited:.0f} s for another run's numbers"
         if self.gave_up is not None:
             return f"gave up: the service refused every request for {self.gave_up:.0f} s"
         return "budget reached" if self.budget_reached else "finished"
@@ -120,8 +131,17 @@ class _Slots:
     for every request (measured: a tenth of the engine's CPU at 256 in flight).
     """
 
-    def __init__(self, controller: Controller, result: EngineResult, requeue_busy: bool, stop: asyncio.Event) -> None:
+    def __init__(
+        self,
+        controller: Controller,
+        result: EngineResult,
+        requeue_busy: bool,
+        stop: asyncio.Event,
+        patience: float = DEFAULT_PATIENCE,
+        say: Callable[[str], None] | None = None,
+    ) -> None:
         self.controller, self.result, self.requeue_busy, self.stop = controller, result, requeue_busy, stop
+        self.patience, self.say = patience, say
         self.in_flight = 0
         self.last_answer = self._mark = time.monotonic()
         self._area = 0.0  # integral of in_flight over time, for EngineResult.held
@@ -138,8 +158,14 @@ class _Slots:
     async def acquire(self) -> bool:
         """Wait for a slot; False when the run stopped meanwhile."""
         while not self.stop.is_set():
-            wait = self.controller.resume_at - time.monotonic()
-            if wait <= 0 and self.in_flight < self.controller.allowed:
+            now = time.monotonic()
+            if now - self.last_answer > self.patience:  # paused (Retry-After, probes) past patience: give up
+                self.result.gave_up = self.patience
+                self.stop.set()
+                self.wake()
+                return False
+            wait = min(self.controller.resume_at - now, self.last_answer + self.patience - now + 0.01)
+            if self.controller.resume_at <= now and self.in_flight < self.controller.allowed:
                 self._count(+1)
                 return True
             woken = asyncio.get_running_loop().create_future()
@@ -168,7 +194,11 @@ class _Slots:
         if error is not None and error.pushes_back:
             self.result.pushbacks += 1
             self.result.busy += error.busy
+            paused = self.controller.resume_at
             self.controller.pushed_back(sent_at, now, error.retry_after)
+            if error.retry_after and self.say is not None and self.controller.resume_at > max(paused, now) + 1:
+                self.say(f"the service asked for a pause (Retry-After {error.retry_after:.0f} s): no request "
+                         f"starts for {self.controller.resume_at - now:.0f} s")  # fmt: skip
         elif error is None or isinstance(error, NumberError):
             self.last_answer = now
             self.controller.answered(self.in_flight - 1, now)
@@ -210,7 +240,8 @@ async def query_numbers(
     todo, again = iter(numbers), deque[str]()
     stop = asyncio.Event()
     pacer = _Pacer(rate) if rate else None
-    slots = _Slots(controller, result, requeue_busy=adaptive, stop=stop)
+    slots = _Slots(controller, result, requeue_busy=adaptive, stop=stop, patience=patience,
+                   say=progress.note if progress is not None else None)  # fmt: skip
     idle: deque[asyncio.Future[None]] = deque()  # workers waiting for a number put back, or for budget
     taken = 0  # numbers taken and not done
     if progress is not None:
@@ -303,21 +334,40 @@ async def query_numbers(
             finally:
                 done(mobile if put_back else None)
 
+    drain = draining()
+    if drain is not None and drain.is_set():
+        result.interrupted = True
+        return result
     ceiling = controller.maximum if isinstance(controller, Adaptive) else controller.allowed
     workers = min(ceiling, len(numbers))
     tasks = [asyncio.create_task(worker(0.0 if adaptive else ramp * i / workers)) for i in range(workers)]
     everything = asyncio.gather(*tasks)
     stopped = asyncio.ensure_future(stop.wait())
+    interrupted = asyncio.ensure_future(drain.wait()) if drain is not None else stopped
     try:
-        await asyncio.wait({everything, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        with drainable():
+            await asyncio.wait({everything, stopped, interrupted}, return_when=asyncio.FIRST_COMPLETED)
+        if drain is not None and drain.is_set() and not everything.done():
+            result.interrupted = True
+            stop.set()
+            _say(progress, f"interrupted: finishing {slots.in_flight} requests in flight (they may be paid for) "
+                           "within the request timeout; Ctrl-C again to abandon them")  # fmt: skip
         if not everything.done():  # stopped: let in-flight answers arrive, within reason
             wake(idle)
             slots.wake()
-            await asyncio.wait({everything}, timeout=client.timeout if grace is None else grace)
+            with drainable():
+                await asyncio.wait({everything}, timeout=client.timeout if grace is None else grace)
         if everything.done():
             everything.result()  # a worker's unexpected exception surfaces here
+    except asyncio.CancelledError:
+        result.abandoned = slots.in_flight
+        if slots.in_flight:
+            _say(progress, f"abandoned {slots.in_flight} requests in flight: the vendor may charge for them, and "
+                           "the next run asks those numbers again")  # fmt: skip
+        raise
     finally:
         stopped.cancel()
+        interrupted.cancel()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -325,3 +375,11 @@ async def query_numbers(
             everything.exception()  # retrieved: no "exception never retrieved" warning
     result.held = slots.held()
     return result
+
+
+def _say(progress: Progress | None, message: str) -> None:
+    """A line for the person at the terminal: on the progress display, else as a warning."""
+    if progress is not None and progress.style != "off":
+        progress.note(message)
+    else:
+        warnings.warn(message, RuntimeWarning, stacklevel=2)

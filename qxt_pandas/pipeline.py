@@ -21,6 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ._sync import Interrupted, draining
 from .charts import FONT_STACK, table_html
 from .checkpoint import STORED_CODES, Answer, Checkpoint, answers_table
 from .claims import Claim, claim_numbers
@@ -206,6 +207,9 @@ def outcome(prepared: Prepared, run: EngineResult) -> tuple[pa.Table, dict[str, 
     not_asked = "budget reached" if run.budget_reached else None
     if run.gave_up is not None:
         not_asked = f"the service refused every request (busy) for {run.gave_up:.0f} s; run again later"
+    if run.waited is not None:
+        not_asked = (f"another run on the checkpoint was asking them and did not finish within {run.waited:.0f} s "
+                     "(patience); run again once it has")  # fmt: skip
     if run.stopped is not None:
         not_asked = f"the run stopped ({type(run.stopped).__name__})"
     return answers, failures, not_asked
@@ -251,9 +255,14 @@ async def query(prepared: Prepared, options: CheckOptions) -> EngineResult:
                     ))  # fmt: skip
                 finally:
                     claim.release()
-                if run.stopped is not None or run.budget_reached or not claim.others:
+                if run.stopped is not None or run.budget_reached or run.interrupted or not claim.others:
                     break
-                await claim.wait(progress.note)
+                waited = await claim.wait(progress.note, options.patience)
+                if waited is not None:  # interrupted, or another run held them past patience: left unanswered
+                    drain = draining()
+                    run.interrupted = drain is not None and drain.is_set()
+                    run.waited = None if run.interrupted else waited
+                    break
                 pending = claim.waiting_for  # answered meanwhile: taken from the checkpoint by the next claim
             stopped = run.why()
         except Exception as exc:
@@ -265,6 +274,8 @@ async def query(prepared: Prepared, options: CheckOptions) -> EngineResult:
                 writer.close()
             if receipt is not None:  # the balance after, unless interrupted (no request then): it is free
                 receipt.end(run, None if stopped == "interrupted" else await _balance_after(client), stopped)
+    if run.interrupted:
+        raise Interrupted  # what was in flight is kept; the sync caller re-raises its KeyboardInterrupt
     if store is not None and run.answers and run.stopped is None:
         store.tidy()
     return run

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .journal import JournalWriter, warn_once
+from .journal import PAID_CODES, JournalWriter, warn_once
 from .protocol import Balance
 
 if TYPE_CHECKING:
@@ -80,7 +80,8 @@ def recover(directory: Path, journal: str, answers: pa.Table) -> None:
             counts = {str(code): int(n) for code, n in zip(codes, numbers, strict=True)}
             _append(directory, {
                 "run": run["run"], "event": "end", "ended": None, "recovered": True, "by_code": counts,
-                "paid": counts.get("0", 0), "failures": None, "requests": None, "balance_after": None,
+                "paid": sum(counts.get(str(code), 0) for code in PAID_CODES), "failures": None, "requests": None,
+                "balance_after": None,
                 "stopped": "the run ended without its record (killed?); its answers were counted from its journal",
             })  # fmt: skip
 

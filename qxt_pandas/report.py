@@ -19,6 +19,7 @@ Example::
 
 from __future__ import annotations
 
+import datetime
 import html
 import json
 import os
@@ -62,14 +63,27 @@ class Report:
 
     @property
     def charged(self) -> int | None:
-        """The balance's drop summed over the runs where it is known (prepaid and postpaid alike)."""
-        known = [run["charged"] for run in self.runs if run.get("charged") is not None]
+        """The balance's drop summed over the runs (or groups of runs at once) where it is known."""
+        known = [bill["charged"] for bill in self.bills if bill["charged"] is not None]
         return sum(known) if known else None
 
     @property
+    def bills(self) -> list[dict[str, Any]]:
+        """What was charged and delivered, per run, or per group of runs that shared the balance at once
+        (their balance readings overlap, so the drop cannot be split between them honestly)."""
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for run in self.runs:
+            groups.setdefault(run.get("shared") or run.get("run", ""), []).append(run)
+        return [{
+            "runs": [r.get("run") for r in group], "started": group[0].get("started", "?"),
+            "charged": group[0].get("shared_charged") if len(group) > 1 else group[0].get("charged"),
+            "delivered": sum(r["delivered"] for r in group),
+        } for group in groups.values()]  # fmt: skip
+
+    @property
     def overcharged(self) -> list[dict[str, Any]]:
-        """Runs charged for more answers than they received."""
-        return [run for run in self.runs if (run.get("charged") or 0) > run.get("delivered", 0)]
+        """Runs (or groups of runs at once) charged for more answers than they received."""
+        return [bill for bill in self.bills if (bill["charged"] or 0) > bill["delivered"]]
 
     def __repr__(self) -> str:
         return f"<Report {self.checkpoint}: {self.answered:,} numbers answered, {len(self.runs)} run(s)>"
@@ -95,7 +109,7 @@ class Report:
             "unreadable": self.unreadable,
             "runs": self.runs, "delivered": self.delivered, "charged": self.charged,
             "charged_minus_delivered": None if self.charged is None else self.charged - sum(
-                run["delivered"] for run in self.runs if run.get("charged") is not None),
+                bill["delivered"] for bill in self.bills if bill["charged"] is not None),
             "warning": self.warning() or None,
         }  # fmt: skip
 
@@ -181,7 +195,7 @@ def report(checkpoint: str | os.PathLike[str]) -> Report:
     store = Checkpoint(path, service=str(service))  # a damaged meta.json is refused here, with what to do
     answers = store.answers()
     done = answers.filter(pc.equal(answers["code"], 0))
-    runs = [_with_totals(run) for run in read_runs(path)]
+    runs = _attributed([_with_totals(run) for run in read_runs(path)])
     provinces = _counts(_provinces(done["Area"]))
     return Report(
         checkpoint=str(path), service=store.service, simulator=store.simulator, stored=answers.num_rows,
@@ -200,6 +214,48 @@ def _with_totals(run: dict[str, Any]) -> dict[str, Any]:
     by_code = run.get("by_code", {})
     unreadable = int(by_code.get(str(CHARGED_UNREADABLE), 0))
     return {**run, "delivered": int(by_code.get("0", 0)) + unreadable, "unreadable": unreadable, "charged": charged}
+
+
+def _attributed(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Charges where the receipts can tell them apart.
+
+    Runs whose times overlap shared the balance: each one's drop holds the others' charges too, so
+    they are marked ``shared`` (one id for the group) with the group's drop as ``shared_charged``.
+    A run that ended without its record (killed) is charged up to the next run's balance_before.
+    """
+    spans = [(_moment(r.get("started")), _moment(r.get("ended"))) for r in runs]
+    for k, (start, end) in enumerate(spans):  # a killed run was gone by the time the next one started
+        if end is None and start is not None:
+            later = [s for s, _ in spans[k + 1 :] if s is not None and s > start]
+            spans[k] = (start, min(later) - 0.5 if later else float("inf"))
+    group = list(range(len(runs)))
+    for i in range(len(runs)):
+        for j in range(i + 1, len(runs)):
+            (a0, a1), (b0, b1) = spans[i], spans[j]
+            # times are whole seconds: runs in one second overlap unless the balance says they followed
+            followed = runs[i].get("balance_after") == runs[j].get("balance_before") is not None
+            if None not in (a0, a1, b0, b1) and a0 <= b1 and b0 <= a1 and not followed:  # type: ignore[operator]
+                old, new = group[j], group[i]
+                group = [new if g == old else g for g in group]
+    for k, run in enumerate(runs):
+        together = [runs[m] for m in range(len(runs)) if group[m] == group[k]]
+        if len(together) > 1:
+            before = [r["balance_before"] for r in together if isinstance(r.get("balance_before"), int)]
+            after = [r["balance_after"] for r in together if isinstance(r.get("balance_after"), int)]
+            run.update(shared=together[0].get("run"), charged=None,
+                       shared_charged=max(before) - min(after) if before and after else None)  # fmt: skip
+        elif run.get("charged") is None and isinstance(run.get("balance_before"), int) and k + 1 < len(runs):
+            following = runs[k + 1].get("balance_before")
+            if isinstance(following, int) and runs[k + 1].get("fee_type") == run.get("fee_type"):
+                run.update(charged=run["balance_before"] - following, charged_from="the next run's balance_before")
+    return runs
+
+
+def _moment(text: Any) -> float | None:
+    try:
+        return datetime.datetime.strptime(str(text), "%Y-%m-%dT%H:%M:%S%z").timestamp()
+    except ValueError:
+        return None
 
 
 def _statuses(status: pa.ChunkedArray) -> dict[str, int]:

@@ -7,12 +7,18 @@ what was paid; the user's own files are compared byte for byte before and after.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import SECRET, qxt
+from conftest import SECRET, make_simulator, qxt, wait_for
 from test_cli_failures import MOBILES, check, export
 
 import qxt_pandas
@@ -20,6 +26,7 @@ from qxt_pandas import errors as E
 from qxt_pandas.checkpoint import Checkpoint
 from qxt_pandas.outputs import AtomicWriter, SplitWriter, Targets
 from qxt_pandas.results import OUTPUT_TYPES
+from qxt_pandas.simulator import serve
 
 
 def snapshot(directory) -> dict[str, bytes]:
@@ -223,3 +230,191 @@ def test_two_first_runs_of_different_kinds_never_both_bind(tmp_path):
         (bound,) = [kind for what, kind in outcomes if what == "bound"]
         assert [what for what, _ in outcomes].count("refused") == 1
         assert json.loads((path / "meta.json").read_text())["simulator"] is bound
+
+
+# -- items 4 and 7: Ctrl-C and SIGTERM keep what was in flight, and the receipt says what was sent ----
+
+
+def _started(tmp_path, url: str, *more: object) -> tuple[subprocess.Popen, Path]:
+    from test_cli_failures import SECRET as KEY
+
+    source = tmp_path / "in.csv"
+    pd.DataFrame({"mobile": [f"139{i:08d}" for i in range(1500)]}).to_csv(source, index=False)
+    env = {**os.environ, "QXT_APIKEY": KEY}
+    args = ["check", source, "--column", "mobile", "--output", tmp_path / "out.parquet", "--checkpoint",
+            tmp_path / "c.qxt", "--base-url", url, "--progress", "log", *more]  # fmt: skip
+    child = subprocess.Popen([sys.executable, "-m", "qxt_pandas.cli", *map(str, args)], env=env,
+                             stderr=subprocess.PIPE, text=True)  # fmt: skip
+    return child, source
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_keeps_every_answer_in_flight_and_a_rerun_pays_nothing_twice(tmp_path, sig):
+    sim = make_simulator(latency=0.3)
+    sim.accounts[SECRET].balance = 100_000
+    with serve(sim) as url:
+        child, source = _started(tmp_path, url)
+        assert wait_for(lambda: len(sim.ledger) >= 150, timeout=60)
+        child.send_signal(sig)
+        err = child.communicate(timeout=60)[1]
+        assert child.returncode == 130 and "finishing" in err and "in flight" in err
+        charged = set(sim.ledger.paid(SECRET))
+        stored = set(Checkpoint(tmp_path / "c.qxt", service="127.0.0.1").answers()["mobile"].to_pylist())
+        assert charged <= stored  # every answer the vendor charged for is kept
+        receipt = [json.loads(line) for line in (tmp_path / "c.qxt" / "receipts.jsonl").read_text().splitlines()]
+        end = receipt[-1]
+        assert end["stopped"] == "interrupted" and end["paid"] == len(charged) and end["requests"] >= len(charged)
+        assert check(source, tmp_path / "out.parquet", url, "--checkpoint", tmp_path / "c.qxt").returncode == 0
+    assert sim.ledger.paid_twice() == {}
+
+
+def test_a_second_interrupt_abandons_at_once_and_says_what_may_be_charged(tmp_path):
+    sim = make_simulator(latency=3.0)  # answers slower than a person's patience
+    sim.accounts[SECRET].balance = 100_000
+    with serve(sim) as url:
+        child, _ = _started(tmp_path, url, "--concurrency", "16")
+        assert wait_for(lambda: sim.in_flight >= 8, timeout=60)
+        child.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        deadline = started + 10
+        while child.poll() is None and time.monotonic() < deadline:  # the first may land before the handler
+            child.send_signal(signal.SIGINT)
+            if wait_for(lambda: child.poll() is not None, timeout=0.5):
+                break
+        err = child.communicate(timeout=30)[1]
+    assert child.returncode == 130 and time.monotonic() - started < 5
+    assert "abandoned" in err and "may charge" in err
+
+
+# -- item 5: a suspended process reads the answers that arrived; it does not pay for them again ------
+
+
+def test_time_suspended_does_not_count_against_a_requests_timeout():
+    import asyncio
+
+    from conftest import GOOD
+
+    from qxt_pandas import AsyncClient
+
+    sim = make_simulator(latency=0.2)
+
+    async def suspended_mid_request(url: str):
+        async with AsyncClient(SECRET, base_url=url, timeout=1.0, retries=0) as client:
+            task = asyncio.create_task(client.status(GOOD))
+            deadline = time.monotonic() + 10
+            while sim.requests_by_path["/ssphone_status"] == 0 and time.monotonic() < deadline:
+                await asyncio.sleep(0.001)
+            time.sleep(2.5)  # the loop runs nothing for longer than the timeout: what Ctrl-Z or SIGSTOP does
+            return await task
+
+    with serve(sim) as url:
+        answer = asyncio.run(suspended_mid_request(url))
+    assert answer.status is not None and sim.requests_by_path["/ssphone_status"] == 1 and len(sim.ledger) == 1
+
+
+def test_a_request_that_never_answers_still_times_out():
+    import asyncio
+
+    from conftest import GOOD
+
+    from qxt_pandas import AsyncClient
+    from qxt_pandas.simulator import Faults
+
+    sim = make_simulator(faults=Faults(hang=1.0), hang_seconds=30)
+
+    async def ask(url: str):
+        async with AsyncClient(SECRET, base_url=url, timeout=0.5, retries=0) as client:
+            started = time.monotonic()
+            with pytest.raises(E.ConnectionFailedError, match="timed out"):
+                await client.status(GOOD)
+            return time.monotonic() - started
+
+    with serve(sim) as url:
+        assert 0.4 < asyncio.run(ask(url)) < 3
+
+
+# -- items 8 and 9: no wait without end --------------------------------------------------------------
+
+
+def test_a_hung_run_holding_numbers_is_waited_for_with_word_and_within_patience(tmp_path, capsys):
+    script = (
+        "import sys, asyncio, qxt_pandas.claims as c, qxt_pandas.checkpoint as k\n"
+        "store = k.Checkpoint(sys.argv[1], service='127.0.0.1')\n"
+        "claim = asyncio.run(c.claim_numbers(store, sys.argv[2:], None))\n"
+        "print('claimed', flush=True); sys.stdin.read()\n"
+    )
+    held = MOBILES[:5]
+    holder = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "c.qxt"), *held],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "claimed"
+        holder.send_signal(signal.SIGSTOP)  # alive to the kernel, its claim held, never finishing
+        sim = make_simulator()
+        with serve(sim) as url:
+            started = time.monotonic()
+            out = pd.DataFrame({"m": MOBILES}).qxt.check("m", apikey=SECRET, base_url=url, patience=1.5,
+                                                         checkpoint=tmp_path / "c.qxt", progress="log")  # fmt: skip
+        assert time.monotonic() - started < 15
+    finally:
+        holder.send_signal(signal.SIGCONT)
+        holder.kill()
+        holder.wait()
+    left = out[out["m"].isin(held)]
+    assert left["qxt_code"].isna().all() and left["qxt_error"].str.contains("another run").all()
+    assert out[~out["m"].isin(held)]["qxt_code"].notna().all()
+    err = capsys.readouterr().err
+    assert "waiting for another run" in err and "gave up waiting" in err
+
+
+def test_a_long_retry_after_is_capped_and_bounded_by_patience(tmp_path):
+    from qxt_pandas.client import MAX_RETRY_AFTER, retry_after
+
+    assert retry_after("100") == MAX_RETRY_AFTER == 60 and retry_after("nan") is None and retry_after("3") == 3
+    sim = make_simulator(capacity=0, throttle=503, retry_after=100)  # refuses everything, asking for 100 s
+    with serve(sim) as url:
+        started = time.monotonic()
+        result = check(export(tmp_path / "in.csv"), tmp_path / "out.csv", url, "--patience", "2")
+    assert result.returncode == 5 and time.monotonic() - started < 20
+    assert "Retry-After" in result.stderr and len(sim.ledger) == 0
+
+
+# -- item 7: receipts of runs at once, and of a killed run, state the money truthfully ---------------
+
+
+def test_runs_at_once_share_one_bill_that_matches_the_ledger(tmp_path):
+    import asyncio
+
+    sim = make_simulator(latency=0.05)
+    sim.accounts[SECRET].balance = 100_000
+    frame = pd.DataFrame({"m": [f"139{i:08d}" for i in range(600)]})
+
+    async def three(url: str):
+        return await asyncio.gather(*(frame.qxt.acheck("m", apikey=SECRET, base_url=url, progress=False,
+                                                       checkpoint=tmp_path / "c.qxt") for _ in range(3)))  # fmt: skip
+
+    with serve(sim) as url:
+        asyncio.run(three(url))
+    made = qxt_pandas.report(tmp_path / "c.qxt")
+    assert sim.ledger.paid_twice() == {} and made.charged == len(sim.ledger) == made.delivered
+    assert made.warning() == "" and all(run.get("shared") for run in made.runs)
+
+
+def test_a_killed_runs_charge_is_recovered_from_the_next_runs_balance(tmp_path):
+    from qxt_pandas.receipts import RECEIPTS
+
+    lines = [
+        {"run": "a", "event": "start", "started": "2026-12-01T10:00:00+0000", "fee_type": "预付费",
+         "balance_before": 1000, "journal": "journal-1-1-a.jsonl"},
+        {"run": "a", "event": "end", "ended": None, "recovered": True, "by_code": {"0": 344}, "paid": 344,
+         "balance_after": None, "stopped": "the run ended without its record (killed?)"},
+        {"run": "b", "event": "start", "started": "2026-12-01T11:00:00+0000", "fee_type": "预付费",
+         "balance_before": 529, "journal": "journal-2-2-b.jsonl"},
+        {"run": "b", "event": "end", "ended": "2026-12-01T11:05:00+0000", "by_code": {"0": 100}, "paid": 100,
+         "balance_after": 429, "stopped": "finished"},
+    ]  # fmt: skip
+    store = Checkpoint(tmp_path / "c.qxt", service="simulator")
+    (store.path / RECEIPTS).write_text("".join(json.dumps(line) + "\n" for line in lines))
+    made = qxt_pandas.report(store.path)
+    killed = made.runs[0]
+    assert killed["charged"] == 471 and killed["charged_from"] == "the next run's balance_before"
+    assert made.to_dict()["charged_minus_delivered"] == 127 and "127" in made.warning()
