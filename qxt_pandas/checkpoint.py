@@ -48,6 +48,7 @@ import time
 import uuid
 import zlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -67,7 +68,10 @@ from .journal import (
     unwritable,
     warn_once,
 )
-from .receipts import recover
+from .receipts import append_receipt, read_runs, recover
+
+if TYPE_CHECKING:
+    from .claims import Claim
 
 __all__ = ["ANSWER_SCHEMA", "STORED_CODES", "Answer", "Checkpoint", "answers_table", "refuse_foreign", "unwritable"]
 
@@ -96,6 +100,13 @@ class Checkpoint:
 
     def __repr__(self) -> str:
         return f"Checkpoint({str(self.path)!r}, service={self.service!r})"
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    def close(self) -> None:
+        """Nothing to close: every file is opened and closed by the operation that uses it."""
 
     # -- which service's answers -----------------------------------------------
 
@@ -160,10 +171,26 @@ class Checkpoint:
 
     # -- reading ---------------------------------------------------------------
 
-    def answers(self, max_age: float | None = None) -> pa.Table:
-        """Every stored answer, one per number (the newest), optionally only those younger than ``max_age`` s."""
+    def answers(self, max_age: float | None = None, numbers: pa.Array | None = None) -> pa.Table:
+        """Every stored answer, one per number (the newest), optionally only those younger than ``max_age`` s
+        and only for ``numbers`` (a directory is read whole either way)."""
         self._seen = {}
-        return self.refresh(max_age)
+        table = self.refresh(max_age)
+        return table if numbers is None else table.filter(pc.is_in(table["mobile"], value_set=numbers))
+
+    async def claim(self, numbers: list[str], max_age: float | None) -> Claim:
+        """Claim those of ``numbers`` nobody answered since :meth:`answers` and nobody is asking (claims.py)."""
+        from .claims import claim_numbers
+
+        return await claim_numbers(self, numbers, max_age)
+
+    def add_receipt(self, record: dict) -> None:
+        """Append one line to the receipts (see receipts.py)."""
+        append_receipt(self.path, record)
+
+    def runs(self) -> list[dict]:
+        """Every run's receipt, oldest first."""
+        return read_runs(self.path)
 
     def refresh(self, max_age: float | None = None) -> pa.Table:
         """Answers stored since the last :meth:`answers`/:meth:`refresh` of this object (one per number)."""

@@ -38,6 +38,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -60,7 +61,7 @@ class Claim:
 
     mine: list[str]
     answered: pa.Table | None = None  # stored by others since this run loaded, for its numbers
-    others: dict[Path, tuple[str, list[str]]] = field(default_factory=dict)  # claim -> (owner, numbers)
+    others: dict[Any, tuple[str, list[str]]] = field(default_factory=dict)  # claim -> (owner, numbers)
     _fd: int = -1
     _path: Path | None = None
 
@@ -68,6 +69,10 @@ class Claim:
     def waiting_for(self) -> list[str]:
         """The numbers this run needs that other runs are asking."""
         return [n for _, numbers in self.others.values() for n in numbers]
+
+    def held(self, key: Any) -> bool:
+        """Whether the other run's claim ``key`` (here its file) is still held."""
+        return held_elsewhere(key)
 
     def release(self) -> None:
         """End this run's claim (idempotent): the numbers in it are asked, or given up."""
@@ -86,9 +91,9 @@ class Claim:
     async def _wait(self, say: Callable[[str], None], patience: float) -> float | None:
         started = time.monotonic()
         drain = draining()
-        for path, (owner, numbers) in self.others.items():
+        for key, (owner, numbers) in self.others.items():
             said = -SAY_EVERY
-            while held_elsewhere(path):
+            while self.held(key):
                 waited = time.monotonic() - started
                 if drain is not None and drain.is_set():
                     return waited

@@ -33,6 +33,7 @@ from .options import CheckOptions
 from .outputs import AtomicWriter, Targets
 from .pipeline import read_balance
 from .report import report
+from .store import is_database, shown
 from .stream import check_file, plan_file
 
 __all__ = ["EXIT_CODES", "main"]
@@ -87,8 +88,9 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--split", action="store_true",
                        help="also write each outcome's rows beside OUTPUT: OUT.正常.csv, OUT.空号.csv, ..., "
                        "OUT.invalid.csv, OUT.unknown.csv, OUT.unanswered.csv")  # fmt: skip
-    check.add_argument("--checkpoint", type=Path,
-                       help="checkpoint directory: resume, never pay twice (default: OUTPUT's name with .qxt, "
+    check.add_argument("--checkpoint", type=_location,
+                       help="checkpoint directory, or a PostgreSQL URI (postgresql://...): resume, never pay twice "
+                       "(default: OUTPUT's name with .qxt, "
                        "beside it)")  # fmt: skip
     check.add_argument("--overwrite", action="store_true",
                        help="replace an OUTPUT (or split file) that qxt did not write; never the input")  # fmt: skip
@@ -129,7 +131,7 @@ def _parser() -> argparse.ArgumentParser:
         "and every run's receipt (balance before and after; charged against delivered).",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    report.add_argument("checkpoint", type=Path)
+    report.add_argument("checkpoint", type=_location, help="a checkpoint directory or a PostgreSQL URI")
     report.add_argument("--json", action="store_true", help="print the report as JSON, for machines")
     report.add_argument("--html", type=Path, metavar="FILE", help="also write a self-contained HTML page")
 
@@ -231,7 +233,7 @@ class _Run:
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.checkpoint: Path | None = None
+        self.checkpoint: Path | str | None = None
         self.writer: AtomicWriter | None = None
         self.scanned = False  # past pass 1: from here on, queries may have been paid for
 
@@ -244,7 +246,7 @@ class _Run:
         if after_paying_only and not self.scanned:
             return ""
         if self.checkpoint is not None:
-            return f" Answers paid for are kept in {self.checkpoint}; a new run does not pay for them again."
+            return f" Answers paid for are kept in {shown(self.checkpoint)}; a new run does not pay for them again."
         return " Without a checkpoint (--no-checkpoint), answers paid for in this run are not kept."
 
     def main(self) -> int:
@@ -263,10 +265,10 @@ class _Run:
                 patience=args.patience, budget=args.budget, max_age=args.max_age,
                 checkpoint=self.checkpoint, progress=progress, retry_unreadable=args.retry_unreadable,
             )  # fmt: skip
-            if self.checkpoint is not None:
-                refuse_foreign(self.checkpoint)  # a user's directory is named before anything else
-            targets = Targets(inputs=[args.input], keep=[self.checkpoint] if self.checkpoint else [],
-                              overwrite=args.overwrite)  # fmt: skip
+            directory = self.checkpoint if isinstance(self.checkpoint, Path) else None
+            if directory is not None:
+                refuse_foreign(directory)  # a user's directory is named before anything else
+            targets = Targets(inputs=[args.input], keep=[directory] if directory else [], overwrite=args.overwrite)
             if args.output is not None:
                 targets.refuse([args.output])
                 self.writer = AtomicWriter(args.output, excel_friendly=args.excel_friendly)
@@ -279,7 +281,7 @@ class _Run:
             assert self.writer is not None
             summary = check_file(source, args.column, self.writer, options, on_scanned=self._scanned,
                                  split=args.split, targets=targets)  # fmt: skip
-            where = f"; answers kept in {self.checkpoint}" if self.checkpoint else ""
+            where = f"; answers kept in {shown(self.checkpoint)}" if self.checkpoint else ""
             _say(f"wrote {summary.rows_written:,} rows to {args.output}{where}\n{summary}")
             return EXIT_UNANSWERED if summary.unanswered else EXIT_OK
 
@@ -287,7 +289,12 @@ class _Run:
         self.scanned = True
 
 
-def _checkpoint_path(args: argparse.Namespace) -> Path | None:
+def _location(text: str) -> Path | str:
+    """A checkpoint argument: a database URI as it is (a Path would fold its ``//``), else a directory."""
+    return text if is_database(text) else Path(text)
+
+
+def _checkpoint_path(args: argparse.Namespace) -> Path | str | None:
     """``--checkpoint``, else ``<output stem>.qxt`` beside the output (unless --no-checkpoint)."""
     if args.no_checkpoint:
         if args.checkpoint is not None:

@@ -136,6 +136,10 @@ class TerminalError(QxtError):
     partial: Any = None  # a pandas DataFrame; errors does not import pandas
 
 
+class StoreUnavailableError(TerminalError):
+    """The answer store (a database) cannot be reached: the run stops asking; what it received is kept."""
+
+
 class InvalidApiKeyError(TerminalError):
     """Code -1: the vendor does not know this API key."""
 

@@ -118,6 +118,7 @@ class JournalWriter:
 
     def __init__(self, directory: Path, *, sync_every: float = SYNC_EVERY) -> None:
         self.path = directory / f"journal-{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
+        self.name = self.path.name
         self.count = 0
         self.sync_every = sync_every
         self._fd = -1

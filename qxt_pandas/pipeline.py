@@ -23,8 +23,8 @@ import pyarrow.compute as pc
 
 from ._sync import Interrupted, draining
 from .charts import FONT_STACK, table_html
-from .checkpoint import STORED_CODES, Answer, Checkpoint, answers_table
-from .claims import Claim, claim_numbers
+from .checkpoint import STORED_CODES, Answer, answers_table
+from .claims import Claim
 from .client import AsyncClient, resolve_base_url
 from .engine import EngineResult, Progress, query_numbers
 from .errors import (
@@ -40,6 +40,7 @@ from .options import CheckOptions, with_options
 from .protocol import Balance
 from .receipts import Receipt
 from .results import RESULT_COLUMNS, Failure, build_columns
+from .store import Store, open_store
 
 __all__ = ["RESULT_COLUMNS", "CheckOptions", "Plan", "acheck", "aplan", "preflight", "query", "with_options"]
 
@@ -107,7 +108,7 @@ class Prepared:
     numbers: pa.Array  # distinct valid numbers
     known: pa.Table  # stored answers for these numbers
     to_query: pa.Array  # the numbers without one (Arrow, not Python strings: there may be millions)
-    store: Checkpoint | None
+    store: Store | None
 
     def take(self, stored: pa.Table | None) -> int:
         """Use ``stored`` answers for numbers still to ask: they leave ``to_query``. How many were taken."""
@@ -118,6 +119,11 @@ class Prepared:
         self.known = pa.concat_tables([self.known, answered]) if self.known.num_rows else answered
         self.to_query = self.to_query.filter(pc.is_null(found))
         return answered.num_rows
+
+    def close(self) -> None:
+        """Let go of the store (a database connection); the answers taken from it stay."""
+        if self.store is not None:
+            self.store.close()
 
     def plan(self, budget: int | None, balance: Balance | None = None) -> Plan:
         return Plan(
@@ -137,8 +143,8 @@ def prepare(numbers: pa.Array, rows: int, invalid: int, options: CheckOptions) -
     """What the checkpoint already answers for ``numbers``, and what is left to ask."""
     prepared = Prepared(rows, invalid, numbers, answers_table([]), numbers, None)
     if options.checkpoint is not None:
-        prepared.store = Checkpoint(options.checkpoint, service=service_of(options.base_url))
-        prepared.take(servable(prepared.store.answers(max_age=options.max_age), options))
+        prepared.store = open_store(options.checkpoint, service=service_of(options.base_url))
+        prepared.take(servable(prepared.store.answers(max_age=options.max_age, numbers=numbers), options))
     return prepared
 
 
@@ -163,8 +169,11 @@ def _prepare_series(values: pd.Series, options: CheckOptions) -> tuple[Prepared,
 async def aplan(values: pd.Series, options: CheckOptions) -> Plan:
     """What :func:`acheck` would do: counts, the checkpoint's share, the balance. Free of charge."""
     prepared, _, _ = _prepare_series(values, options)
-    async with options.client() as client:
-        balance = await preflight(client, prepared)
+    try:
+        async with options.client() as client:
+            balance = await preflight(client, prepared)
+    finally:
+        prepared.close()
     return prepared.plan(options.budget, balance)
 
 
@@ -217,6 +226,13 @@ def outcome(prepared: Prepared, run: EngineResult) -> tuple[pa.Table, dict[str, 
 
 async def query(prepared: Prepared, options: CheckOptions) -> EngineResult:
     """Ask what is left to ask, each number once across every run sharing the checkpoint."""
+    try:
+        return await _query(prepared, options)
+    finally:
+        prepared.close()
+
+
+async def _query(prepared: Prepared, options: CheckOptions) -> EngineResult:
     store = prepared.store
     if len(prepared.to_query) == 0:
         if store is not None and store.simulator:  # simulated answers go only to a simulator: ask it
@@ -244,7 +260,7 @@ async def query(prepared: Prepared, options: CheckOptions) -> EngineResult:
         stopped = "interrupted"
         try:
             while pending:
-                claim = await claim_numbers(store, pending, options.max_age) if store is not None else Claim(pending)
+                claim = await store.claim(pending, options.max_age) if store is not None else Claim(pending)
                 progress.found(prepared.take(servable(claim.answered, options)))
                 try:
                     left = None if options.budget is None else options.budget - run.paid
@@ -307,7 +323,7 @@ def stopped_error(run: EngineResult, prepared: Prepared, columns: pd.DataFrame |
     exc = run.stopped
     assert exc is not None
     remaining = len(prepared.to_query) - len(run.answers) - len(run.failures)
-    where = f" and saved in {prepared.store.path}" if prepared.store is not None else ""
+    where = f" and saved in {prepared.store.location}" if prepared.store is not None else ""
     resume = (
         "Run the same check again to continue; answered numbers are not paid for again."
         if prepared.store is not None

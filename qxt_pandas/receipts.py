@@ -33,13 +33,14 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .journal import PAID_CODES, JournalWriter, warn_once
+from .journal import PAID_CODES, warn_once
 from .protocol import Balance
 
 if TYPE_CHECKING:
     from .engine import EngineResult
+    from .store import AnswerWriter, Store
 
-__all__ = ["RECEIPTS", "Receipt", "read_runs", "recover"]
+__all__ = ["RECEIPTS", "Receipt", "append_receipt", "merge_runs", "read_runs", "recover"]
 
 RECEIPTS = "receipts.jsonl"
 
@@ -47,23 +48,23 @@ RECEIPTS = "receipts.jsonl"
 class Receipt:
     """One run's receipt: :meth:`begin` before its first paid query, :meth:`end` after its last."""
 
-    def __init__(self, directory: Path, run: str) -> None:
-        self.directory, self.run = directory, run
+    def __init__(self, store: Store, run: str) -> None:
+        self.store, self.run = store, run
 
     @classmethod
-    def begin(cls, store: Any, journal: JournalWriter, balance: Balance, to_ask: int, simulator: bool) -> Receipt:
-        receipt = cls(store.path, f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
-        _append(store.path, {
+    def begin(cls, store: Store, writer: AnswerWriter, balance: Balance, to_ask: int, simulator: bool) -> Receipt:
+        receipt = cls(store, f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
+        store.add_receipt({
             "run": receipt.run, "event": "start", "started": _now(), "host": socket.gethostname(),
             "pid": os.getpid(), "service": store.service, "simulator": simulator, "fee_type": balance.fee_type,
-            "balance_before": balance.balance, "to_ask": to_ask, "journal": journal.path.name,
+            "balance_before": balance.balance, "to_ask": to_ask, "journal": writer.name,
         })  # fmt: skip
         return receipt
 
     def end(self, run: EngineResult, balance: Balance | None, stopped: str) -> None:
         """The run's totals (``run`` is the engine's result) and the balance after it, if it could be read."""
         by_code = Counter(str(answer.code) for answer in run.answers)
-        _append(self.directory, {
+        self.store.add_receipt({
             "run": self.run, "event": "end", "ended": _now(), "by_code": dict(by_code), "paid": run.paid,
             "failures": len(run.failures), "requests": run.requests, "stopped": stopped,
             "balance_after": None if balance is None else balance.balance,
@@ -78,7 +79,7 @@ def recover(directory: Path, journal: str, answers: pa.Table) -> None:
             counted = pc.value_counts(answers["code"])
             codes, numbers = counted.field("values").to_pylist(), counted.field("counts").to_pylist()
             counts = {str(code): int(n) for code, n in zip(codes, numbers, strict=True)}
-            _append(directory, {
+            append_receipt(directory, {
                 "run": run["run"], "event": "end", "ended": None, "recovered": True, "by_code": counts,
                 "paid": sum(counts.get(str(code), 0) for code in PAID_CODES), "failures": None, "requests": None,
                 "balance_after": None,
@@ -88,24 +89,34 @@ def recover(directory: Path, journal: str, answers: pa.Table) -> None:
 
 def read_runs(directory: Path, *, warn: bool = True) -> list[dict[str, Any]]:
     """Every run's receipt, its start and end lines merged, oldest first."""
-    runs: dict[str, dict[str, Any]] = {}
     bad = 0
     try:
         lines = (directory / RECEIPTS).read_bytes().splitlines()
     except FileNotFoundError:
         return []
+    records = []
     for line in lines:
         try:
-            record = json.loads(line)
-            runs.setdefault(str(record["run"]), {}).update({k: v for k, v in record.items() if k != "event"})
-        except (ValueError, KeyError, TypeError, AttributeError):
+            records.append(json.loads(line))
+        except ValueError:
             bad += bool(line.strip())
+    merged = merge_runs(records)
+    bad += len(records) - sum(1 for r in records if isinstance(r, dict) and "run" in r)
     if bad and warn:
         warn_once(directory / RECEIPTS, f"{directory / RECEIPTS}: {bad} damaged line(s) skipped.")
+    return merged
+
+
+def merge_runs(records: list[Any]) -> list[dict[str, Any]]:
+    """Receipt records (start and end lines) merged per run, oldest first; malformed ones skipped."""
+    runs: dict[str, dict[str, Any]] = {}
+    for record in records:
+        if isinstance(record, dict) and "run" in record:
+            runs.setdefault(str(record["run"]), {}).update({k: v for k, v in record.items() if k != "event"})
     return sorted(runs.values(), key=lambda run: str(run.get("started", "")))
 
 
-def _append(directory: Path, record: dict[str, Any]) -> None:
+def append_receipt(directory: Path, record: dict[str, Any]) -> None:
     """One line, one ``os.write`` on an O_APPEND file (runs sharing the checkpoint never interleave), synced."""
     fd = os.open(directory / RECEIPTS, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     try:

@@ -31,10 +31,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .charts import FONT_STACK, bars, table_html
-from .checkpoint import Checkpoint
 from .errors import CHARGED_UNREADABLE, CheckpointError
-from .receipts import read_runs
 from .results import NO_STATUS
+from .store import Store, is_database, open_store
 
 __all__ = ["Report", "report"]
 
@@ -183,6 +182,29 @@ def report(checkpoint: str | os.PathLike[str]) -> Report:
 
         print(qxt_pandas.report("runs/crm.qxt"))
     """
+    store = _open(checkpoint)
+    try:
+        answers = store.answers()
+        runs = _attributed([_with_totals(run) for run in store.runs()])
+    finally:
+        store.close()
+    done = answers.filter(pc.equal(answers["code"], 0))
+    provinces = _counts(_provinces(done["Area"]))
+    return Report(
+        checkpoint=store.location, service=store.service, simulator=store.simulator, stored=answers.num_rows,
+        answered=done.num_rows, by_status=_statuses(done["Status"]), by_carrier=_counts(done["Now_isp"]),
+        by_province=dict(list(provinces.items())[:10]), by_code=_counts(answers["code"].cast(pa.string())),
+        ported=int(pc.sum(done["Is_MNP"].cast(pa.int64())).as_py() or 0), runs=runs,
+        unreadable=int(pc.sum(pc.equal(answers["code"], CHARGED_UNREADABLE)).as_py() or 0),
+    )  # fmt: skip
+
+
+def _open(checkpoint: str | os.PathLike[str]) -> Store:
+    """The store a report reads, bound to the service it holds; created by nothing here."""
+    if is_database(checkpoint):
+        from .postgres import stored_service
+
+        return open_store(checkpoint, service=stored_service(str(checkpoint)), create=False)
     path = Path(checkpoint)
     meta = path / "meta.json"
     if not meta.exists():
@@ -192,18 +214,7 @@ def report(checkpoint: str | os.PathLike[str]) -> Report:
         service = json.loads(meta.read_text(encoding="utf-8")).get("service")
     except (OSError, ValueError, AttributeError):
         service = None
-    store = Checkpoint(path, service=str(service))  # a damaged meta.json is refused here, with what to do
-    answers = store.answers()
-    done = answers.filter(pc.equal(answers["code"], 0))
-    runs = _attributed([_with_totals(run) for run in read_runs(path)])
-    provinces = _counts(_provinces(done["Area"]))
-    return Report(
-        checkpoint=str(path), service=store.service, simulator=store.simulator, stored=answers.num_rows,
-        answered=done.num_rows, by_status=_statuses(done["Status"]), by_carrier=_counts(done["Now_isp"]),
-        by_province=dict(list(provinces.items())[:10]), by_code=_counts(answers["code"].cast(pa.string())),
-        ported=int(pc.sum(done["Is_MNP"].cast(pa.int64())).as_py() or 0), runs=runs,
-        unreadable=int(pc.sum(pc.equal(answers["code"], CHARGED_UNREADABLE)).as_py() or 0),
-    )  # fmt: skip
+    return open_store(path, service=str(service))  # a damaged meta.json is refused here, with what to do
 
 
 def _with_totals(run: dict[str, Any]) -> dict[str, Any]:

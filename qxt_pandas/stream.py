@@ -131,8 +131,11 @@ def plan_file(source: Source, column: str, options: CheckOptions) -> Plan:
     prepared, _, _ = _scan(source, column, options)
 
     async def balance():
-        async with options.client() as client:
-            return await preflight(client, prepared)
+        try:
+            async with options.client() as client:
+                return await preflight(client, prepared)
+        finally:
+            prepared.close()
 
     return prepared.plan(options.budget, run_sync(balance()))
 

@@ -163,3 +163,38 @@ def read_only(directory: Path) -> Iterator[Path]:
         if immutable:
             subprocess.run(["chattr", "-i", str(directory)], check=True)
         os.chmod(directory, 0o755)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """One real PostgreSQL for the whole run (pgserver: a server in a wheel, on a Unix socket): its base URI."""
+    import tempfile
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR unset
+        import pgserver
+
+        server = pgserver.get_server(tempfile.mkdtemp(prefix="qxt-pg-"), cleanup_mode="stop")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def postgres(postgres_server: str, request) -> str:
+    """A store URI with a schema of its own for this test."""
+    import re
+    import uuid
+
+    name = re.sub(r"\W", "_", request.node.name)[:40].lower()
+    return f"{postgres_server}&schema=t_{name}_{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture(params=["directory", "postgres"])
+def store(request, tmp_path) -> str:
+    """Each store kind in turn: a checkpoint directory, or a PostgreSQL URI (the same tests prove both)."""
+    if request.param == "directory":
+        return str(tmp_path / "c.qxt")
+    return request.getfixturevalue("postgres")
