@@ -123,3 +123,17 @@ def test_a_budget_smaller_than_the_tasks_is_still_spent_whole(client, tmp_path):
             "mobile", apikey=SECRET, base_url=url, checkpoint=tmp_path / "ck", budget=2, tasks=4
         ).compute()
     assert sim.ledger.paid(SECRET).total() == 2  # budget // tasks paid 0
+
+
+def test_a_postgresql_store_serves_every_worker_and_pays_each_number_once(client, postgres):
+    df = frame(200)
+    sim = make_simulator(latency=0.005)
+    sim.accounts[SECRET].balance = 10**6
+    with serve(sim) as url:
+        out = dd.from_pandas(df, npartitions=4).qxt.check("mobile", apikey=SECRET, base_url=url, checkpoint=postgres,
+                                                          tasks=2).compute()  # fmt: skip
+        again = dd.from_pandas(df, npartitions=4).qxt.check("mobile", apikey=SECRET, base_url=url,
+                                                            checkpoint=postgres, tasks=2).compute()  # fmt: skip
+    same(out, expected(df))
+    same(again, out)
+    assert max(sim.ledger.paid(SECRET).values()) == 1 and len(sim.ledger) == (out["qxt_code"] == 0).sum() // 2

@@ -206,3 +206,14 @@ def test_qxt_pandas_imports_without_pyspark():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "pip install 'qxt-pandas[spark]'" in result.stdout
+
+
+def test_executors_share_a_postgresql_store_and_pay_each_number_once(spark, service, postgres):
+    sim, url = service
+    sdf = spark.createDataFrame(messy(60), "id string, mobile string")
+    options = dict(checkpoint=postgres, apikey=SECRET, base_url=url, progress=False, queries="executors", tasks=3)
+    first = qxt_spark.check(sdf, "mobile", **options).toPandas()
+    paid = len(sim.ledger)
+    again = qxt_spark.check(sdf, "mobile", **options).toPandas()
+    assert paid > 0 and len(sim.ledger) == paid and max(sim.ledger.paid(SECRET).values()) == 1
+    assert first["qxt_code"].notna().all() and again["Status"].tolist() == first["Status"].tolist()
