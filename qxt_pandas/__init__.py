@@ -11,6 +11,7 @@ from . import accessor as _accessor  # noqa: F401 (registers df.qxt and s.qxt)
 from . import errors as _errors
 from .client import AsyncClient, Client
 from .errors import *  # noqa: F403 (the exception tree; its names are errors.__all__)
+from .forget import forget
 from .numbers import normalize_mobiles
 from .options import CheckOptions
 from .pipeline import Plan
@@ -34,6 +35,7 @@ __all__ = [
     "Plan",
     "Report",
     "report",
+    "forget",
     *_errors.__all__,
     "__version__",
 ]

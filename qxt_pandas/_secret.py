@@ -52,7 +52,7 @@ class Secret:
 
 
 def hide_key(options: MutableMapping[str, Any]) -> None:
-    """Wrap ``options["apikey"]`` in place, so that no frame holding the mapping shows the key."""
-    key = options.get("apikey")
-    if isinstance(key, str):
-        options["apikey"] = Secret.wrap(key)
+    """Wrap ``options["apikey"]`` (and ``"store_key"``) in place, so that no frame holding the mapping shows them."""
+    for name in ("apikey", "store_key"):
+        if isinstance(options.get(name), str):
+            options[name] = Secret.wrap(options[name])

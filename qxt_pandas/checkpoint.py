@@ -69,6 +69,7 @@ from .journal import (
     warn_once,
 )
 from .receipts import append_receipt, read_runs, recover
+from .store import check_key
 
 if TYPE_CHECKING:
     from .claims import Claim
@@ -85,7 +86,7 @@ class Checkpoint:
     writers stored since (new parts, and the new lines of journals).
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, service: str) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, service: str, key: object = None) -> None:
         self.path = Path(path)
         self.service = service
         if self.path.exists() and not self.path.is_dir():
@@ -95,7 +96,9 @@ class Checkpoint:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise CheckpointError(f"Cannot use {self.path} as a checkpoint: {exc.strerror}.") from None
+        self._key = key
         self._meta = self._read_meta()
+        check_key(str(self.path), self._meta.get("key"), key)
         self._seen: dict[str, int] = {}  # file name -> bytes consumed (journals) or -1 (parts)
 
     def __repr__(self) -> str:
@@ -115,7 +118,8 @@ class Checkpoint:
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            meta = {"format": FORMAT, "service": self.service, "simulator": None}
+            meta = {"format": FORMAT, "service": self.service, "simulator": None,
+                    "key": self._key if isinstance(self._key, str) else None}  # fmt: skip
             try:
                 self._write_meta(meta, exclusive=True)
                 return meta
@@ -252,11 +256,61 @@ class Checkpoint:
                 if journal.stat().st_size == 0 and not held_elsewhere(journal):
                     journal.unlink(missing_ok=True)
 
-    def tidy(self) -> bool:
-        """Compact when it pays: 8+ closed journals, or journals a tenth the size of the parts."""
+    def tidy(self, retention: float | None = None) -> bool:
+        """Forget answers older than ``retention`` s, if given; compact when it pays: 8+ closed journals,
+        or journals a tenth the size of the parts."""
+        if retention is not None and self.forget(older_than=retention):
+            return True  # forgetting compacted everything closed
         journals = [j.stat().st_size for j in self.files("journal")]
         parts = sum(p.stat().st_size for p in self.files("part"))
         return (len(journals) >= 8 or sum(journals) * 10 >= parts) and self.compact()
+
+    def forget(
+        self, numbers: list[str] | None = None, older_than: float | None = None, *, dry_run: bool = False
+    ) -> int:
+        """Remove for good every stored answer for ``numbers`` and/or older than ``older_than`` s; how many numbers.
+
+        Like a compaction (and under its lock): the parts and closed journals are folded into one new
+        part without those answers, and the old files, claims of gone runs and ``damaged/`` (which may
+        hold them) are deleted. A run still going keeps its journal: its matching answers are counted
+        in a warning, to forget again when it ends.
+        """
+        wanted = pa.array(numbers or [], pa.string())
+        cutoff = None if older_than is None else time.time() - older_than
+        with lock(self.path / "compact.lock"):
+            journals = self.files("journal")
+            closed = [j for j in journals if not held_elsewhere(j)]
+            parts = self.files("part")
+            read = [(f, self._read_part(f)) for f in parts] + [(j, read_journal(j, 0)[0]) for j in closed]
+            tables = [t for _, t in read if t is not None]
+            history = pa.concat_tables(tables) if tables else ANSWER_SCHEMA.empty_table()
+            drop = pc.is_in(history["mobile"], value_set=wanted)
+            if cutoff is not None:
+                drop = pc.or_(drop, pc.less(history["checked_at"], cutoff))
+            keep = history.filter(pc.invert(drop))
+            gone = _distinct(history) - _distinct(keep)
+            live = [t for j in journals if j not in closed and (t := read_journal(j, 0)[0]) is not None]
+            going = sum(int(pc.sum(pc.is_in(t["mobile"], value_set=wanted)).as_py() or 0) for t in live)
+            if dry_run or (keep.num_rows == history.num_rows and not (self.path / "damaged").exists()):
+                return gone
+            written = self._write_part(keep) if keep.num_rows else None
+            with lock(self.path / "read.lock"):
+                if written is not None:
+                    os.replace(written[1], self.path / written[0])
+                for f, _ in read:
+                    f.unlink(missing_ok=True)
+                for claim in self.files("claim"):
+                    if not held_elsewhere(claim):
+                        claim.unlink(missing_ok=True)
+                if (self.path / "damaged").is_dir():
+                    for f in (self.path / "damaged").iterdir():
+                        f.unlink(missing_ok=True)
+                    (self.path / "damaged").rmdir()
+                fsync_dir(self.path)
+        if going:
+            warn_once(self.path, f"{going:,} answer(s) to forget are in the journal of a run still going on "
+                                 f"{self.path}; forget again when it has ended.")  # fmt: skip
+        return gone
 
     def compact(self) -> bool:
         """Fold journals whose writers are gone, and all parts, into one part; True when done.
@@ -344,6 +398,10 @@ def _newest_indices(table: pa.Table) -> pa.Array:
     first = pc.not_equal(mobiles[1:], mobiles[:-1]) if len(mobiles) > 1 else pa.array([], pa.bool_())
     keep = pa.concat_arrays([pa.array([True]), pc.fill_null(first, True)])
     return order.filter(keep)
+
+
+def _distinct(table: pa.Table) -> int:
+    return int(pc.count_distinct(table["mobile"]).as_py()) if table.num_rows else 0
 
 
 def _newest_per_number(table: pa.Table) -> pa.Table:

@@ -29,6 +29,8 @@ from .errors import (
     QxtError,
 )
 from .files import open_source
+from .forget import forget
+from .masking import mask_text, numbers_shown
 from .options import CheckOptions
 from .outputs import AtomicWriter, Targets
 from .pipeline import read_balance
@@ -65,7 +67,14 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"qxt-pandas {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{check,report,balance,simulate}")
+    commands = parser.add_subparsers(dest="command", required=True,
+                                     metavar="{check,report,forget,balance,simulate}")  # fmt: skip
+
+    def privacy_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--store-key-file", type=Path, metavar="FILE",
+                       help="the store key (default $QXT_STORE_KEY): numbers kept only as keyed hashes")  # fmt: skip
+        p.add_argument("--show-numbers", action="store_true",
+                       help="show numbers whole in messages (default: masked, 139****5391)")  # fmt: skip
 
     def service_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--base-url", help="service URL (default $QXT_BASE_URL, then the vendor)")
@@ -123,7 +132,26 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--dry-run", action="store_true", help="print the plan and spend nothing")
     check.add_argument("--progress", choices=["auto", "bar", "log", "off"], default="auto",
                        help="a bar when stderr is a terminal, plain log lines when not (default auto)")  # fmt: skip
+    check.add_argument("--retention", metavar="AGE",
+                       help="remove answers older than AGE (e.g. 180d) after the run; never use them")  # fmt: skip
+    check.add_argument("--mask-output", action="store_true",
+                       help="write numbers masked (139****5391) in the output and split files")  # fmt: skip
     service_options(check)
+    privacy_options(check)
+
+    forget = commands.add_parser(
+        "forget", help="remove answers from a store for good, by number or by age",
+        description="Remove from STORE (a checkpoint directory or a PostgreSQL URI) every answer for the numbers "
+        "in --numbers FILE (one a line, any spelling; or a column of a CSV/xlsx/Parquet with --column), and/or "
+        "older than --older-than AGE. Prints how many numbers' answers were removed.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    forget.add_argument("store", type=_location, help="a checkpoint directory or a PostgreSQL URI")
+    forget.add_argument("--numbers", type=Path, metavar="FILE", help="the numbers to forget")
+    forget.add_argument("--column", help="the column of FILE holding them (a CSV, TSV, .xlsx or Parquet file)")
+    forget.add_argument("--older-than", metavar="AGE", help="forget answers older than AGE, e.g. 180d, 12h")
+    forget.add_argument("--dry-run", action="store_true", help="count what would be removed; remove nothing")
+    privacy_options(forget)
 
     report = commands.add_parser(
         "report", help="what a checkpoint holds and what each run was charged",
@@ -165,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     run = _Run(args)
     previous = signal.signal(signal.SIGTERM, _interrupt)  # an ETL scheduler's stop: as Ctrl-C
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), numbers_shown(getattr(args, "show_numbers", False)):
             warnings.showwarning = _show_warning
             return run.main()
     except KeyboardInterrupt:
@@ -215,7 +243,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def _say(message: str) -> None:
-    print(f"qxt: {message}", file=sys.stderr, flush=True)
+    print(f"qxt: {mask_text(message)}", file=sys.stderr, flush=True)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -253,6 +281,8 @@ class _Run:
         args = self.args
         if args.command == "report":
             return _report(args)
+        if args.command == "forget":
+            return _forget(args)
         with _service(args) as service:
             if args.command == "balance":
                 return _print_balance(CheckOptions(**service))
@@ -264,6 +294,7 @@ class _Run:
                 **service, concurrency=args.concurrency, max_concurrency=args.max_concurrency, rate=args.rate,
                 patience=args.patience, budget=args.budget, max_age=args.max_age,
                 checkpoint=self.checkpoint, progress=progress, retry_unreadable=args.retry_unreadable,
+                store_key=_store_key(args), retention=args.retention,
             )  # fmt: skip
             directory = self.checkpoint if isinstance(self.checkpoint, Path) else None
             if directory is not None:
@@ -280,7 +311,7 @@ class _Run:
                 return EXIT_OK
             assert self.writer is not None
             summary = check_file(source, args.column, self.writer, options, on_scanned=self._scanned,
-                                 split=args.split, targets=targets)  # fmt: skip
+                                 split=args.split, targets=targets, mask_output=args.mask_output)  # fmt: skip
             where = f"; answers kept in {shown(self.checkpoint)}" if self.checkpoint else ""
             _say(f"wrote {summary.rows_written:,} rows to {args.output}{where}\n{summary}")
             return EXIT_UNANSWERED if summary.unanswered else EXIT_OK
@@ -327,6 +358,36 @@ def _service(args: argparse.Namespace) -> Iterator[dict]:
     if not (apikey or os.environ.get("QXT_APIKEY", "").strip()):
         raise MissingApiKeyError("No QXT API key: set $QXT_APIKEY or pass --apikey-file FILE.", hint="")
     yield {"apikey": apikey, "base_url": args.base_url, **common}
+
+
+def _store_key(args: argparse.Namespace) -> Secret | None:
+    """``--store-key-file``'s key (None: CheckOptions reads $QXT_STORE_KEY)."""
+    if args.store_key_file is None:
+        return None
+    try:
+        return Secret.wrap(args.store_key_file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigurationError(f"Cannot read the store key file {args.store_key_file}: {exc.strerror}.") from None
+
+
+def _forget(args: argparse.Namespace) -> int:
+    if args.numbers is None and args.older_than is None:
+        raise ConfigurationError("qxt forget needs --numbers FILE or --older-than AGE (or both).")
+    numbers = None
+    if args.numbers is not None:
+        if args.column is not None:
+            source = open_source(args.numbers)
+            numbers = [v for table in source.tables([args.column]) for v in table.column(0).to_pylist()]
+        else:
+            try:
+                numbers = args.numbers.read_text(encoding="utf-8-sig").split()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigurationError(f"Cannot read {args.numbers}: {exc}.") from None
+    removed = forget(args.store, numbers=numbers, older_than=args.older_than, store_key=_store_key(args),
+                     dry_run=args.dry_run)  # fmt: skip
+    what = "would be removed (dry run)" if args.dry_run else "removed"
+    print(f"{removed:,} numbers' answers {what} from {shown(args.store)}")
+    return EXIT_OK
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -36,6 +36,7 @@ from ._secret import Secret
 from ._sync import LoopThread
 from ._transport import AiohttpTransport, Reply
 from .errors import ConnectionFailedError, MissingApiKeyError, QxtError
+from .masking import mask
 from .protocol import Balance, Method, PhoneStatus
 
 __all__ = ["AsyncClient", "Client", "Watch", "retry_after"]
@@ -114,11 +115,6 @@ def _retry_after(value: str | None) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=datetime.UTC)
     return max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds())
-
-
-def _masked(mobile: str) -> str:
-    """A number as logs show it: ``139****5391`` (numbers are personal data)."""
-    return mobile[:3] + "****" + mobile[-4:] if len(mobile) >= 8 else "****"
 
 
 class AsyncClient:
@@ -254,7 +250,7 @@ class AsyncClient:
             log.info(
                 "QXT %s%s: %s; retry %d of %d in %.2fs",
                 endpoint,
-                f" {_masked(mobile)}" if mobile else "",
+                f" {mask(mobile)}" if mobile else "",
                 type(error).__name__,
                 attempt + 1,
                 self.retries,

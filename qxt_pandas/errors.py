@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .masking import mask
+
 __all__ = [
     "CHARGED_UNREADABLE",
     "VENDOR_CODES",
@@ -91,7 +93,7 @@ class QxtError(Exception):
         if self.reason:
             parts.append(f"({self.reason})")
         if self.mobile:
-            parts.append(f"for {self.mobile}")
+            parts.append(f"for {mask(self.mobile)}")  # .mobile keeps it whole
         return " ".join(parts) + "."
 
     def __reduce__(self):  # keep the keyword data through pickling (processes, Dask)

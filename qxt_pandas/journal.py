@@ -18,6 +18,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import threading
 import time
 import uuid
@@ -69,6 +70,7 @@ ANSWER_SCHEMA = pa.schema(
 )
 _KEYS = ANSWER_SCHEMA.names
 _TEXT = ("Status", "Area", "Init_isp", "Now_isp", "reason")
+_MOBILE = re.compile(r"[0-9]{11}|[0-9a-f]{32}")  # a number, or its keyed hash (keyed.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +222,7 @@ def _line_pattern() -> str:
     """A journal line exactly as ``Answer.line`` writes it (compact, or with spaces as before orjson)."""
     text, sep = r'(?:null|"(?:[^"\\]|\\.)*")', ", ?"
     values = {
-        "mobile": '"[0-9]{11}"',
+        "mobile": '"(?:[0-9]{11}|[0-9a-f]{32})"',  # a number, or its keyed hash (keyed.py)
         "code": "(?:" + "|".join(map(str, sorted(STORED_CODES))) + ")",
         "Status": text,
         "Area": text,
@@ -275,7 +277,7 @@ def _parse_line(line: bytes) -> Answer | None:
     if not isinstance(row, dict):
         return None
     mobile, code, mnp, at = row.get("mobile"), row.get("code"), row.get("Is_MNP"), row.get("checked_at")
-    if not (isinstance(mobile, str) and len(mobile) == 11 and mobile.isascii() and mobile.isdigit()):
+    if not (isinstance(mobile, str) and _MOBILE.fullmatch(mobile)):
         return None
     if isinstance(code, bool) or not isinstance(code, int) or code not in STORED_CODES:
         return None

@@ -57,11 +57,21 @@ class CheckOptions:
     progress: bool | str = True  # True/"bar", "log" (plain lines, for ETL logs), False/"off"
     patience: float = DEFAULT_PATIENCE  # seconds of nothing but push-back before a run stops asking
     retry_unreadable: bool = False  # ask again numbers stored as "charged, unreadable" (they are paid again)
+    store_key: Secret | str | None = None  # keep numbers in the store only as keyed hashes (keyed.py)
+    retention: timedelta | float | str | None = None  # answers older than this are removed, never served
+    show_numbers: bool = False  # messages show numbers whole (default masked: 139****5391)
     transport: httpx.AsyncBaseTransport | None = None  # e.g. SimulatorTransport, for tests
 
     def __post_init__(self) -> None:
         if self.apikey is not None and not isinstance(self.apikey, Secret):
             object.__setattr__(self, "apikey", Secret.wrap(self.apikey))
+        key = self.store_key if self.store_key is not None else os.environ.get("QXT_STORE_KEY") or None
+        if key is not None:
+            key = Secret.wrap(key)
+            if len(key.reveal()) < 16:
+                raise ValueError("store_key: use at least 16 characters (a random one: python -c 'import secrets; "
+                                 "print(secrets.token_urlsafe(32))')")  # fmt: skip
+        object.__setattr__(self, "store_key", key)
         checked = {
             "concurrency": self.concurrency if self.concurrency == AUTO else _whole_or_auto(self.concurrency),
             "max_concurrency": _whole("max_concurrency", self.max_concurrency, minimum=1, maximum=MOST_IN_FLIGHT),
@@ -74,9 +84,12 @@ class CheckOptions:
             "timeout": _real("timeout", self.timeout, "a number of seconds > 0"),
             "backoff": _real("backoff", self.backoff, "a number of seconds >= 0", zero=True),
             "max_age": parse_age(self.max_age),
+            "retention": parse_age(self.retention, name="retention"),
         }
         for name, value in checked.items():
             object.__setattr__(self, name, value)
+        if not isinstance(self.show_numbers, bool):
+            raise ValueError(f"show_numbers={self.show_numbers!r}: use True or False")
         if not isinstance(self.retry_unreadable, bool):
             raise ValueError(f"retry_unreadable={self.retry_unreadable!r}: use True or False")
         if not isinstance(self.progress, (bool, str)) or self.progress not in PROGRESS_STYLES:
@@ -91,15 +104,16 @@ class CheckOptions:
         check_base_url(self.base_url)
 
     def __repr__(self) -> str:  # apikey hidden
-        shown = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "apikey"}
+        shown = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("apikey", "store_key")}
         return f"CheckOptions({', '.join(f'{k}={v!r}' for k, v in shown.items() if v is not None)})"
 
     def __reduce__(self):
         # Dask and Spark ship options to workers in a pickle; the key goes with them, by design
         # (docs/dask.md says how to keep it in the workers' environment instead).
         values = {f.name: getattr(self, f.name) for f in fields(self)}
-        if isinstance(self.apikey, Secret):
-            values["apikey"] = self.apikey.reveal()
+        for name in ("apikey", "store_key"):
+            if isinstance(values[name], Secret):
+                values[name] = values[name].reveal()
         return (_rebuild, (values,))
 
     @property
@@ -182,7 +196,7 @@ def _real(name: str, value: object, allowed: str, *, zero: bool = False, least: 
     raise ValueError(f"{name}={value!r}: use {allowed}")
 
 
-def parse_age(age: timedelta | float | str | None) -> float | None:
+def parse_age(age: timedelta | float | str | None, name: str = "max_age") -> float | None:
     """Seconds from a timedelta, a number of seconds, or text such as ``'90d'``, ``'12h'``, ``'2w'``.
 
     Negative, infinite or NaN ages are refused: they would re-ask (and re-pay) every stored answer.
@@ -196,10 +210,10 @@ def parse_age(age: timedelta | float | str | None) -> float | None:
     else:
         match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", str(age).lower())
         if not match:
-            raise ValueError(f"max_age={age!r}: use a number of seconds >= 0, a timedelta, or e.g. '90d', '12h', '2w'")
+            raise ValueError(f"{name}={age!r}: use a number of seconds >= 0, a timedelta, or e.g. '90d', '12h', '2w'")
         seconds = float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[match.group(2)]
     if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"max_age={age!r}: an age must be >= 0 and finite (None: answers never expire)")
+        raise ValueError(f"{name}={age!r}: an age must be >= 0 and finite (None: answers never expire)")
     return seconds
 
 

@@ -35,6 +35,7 @@ from .errors import (
     QxtError,
     TerminalError,
 )
+from .masking import numbers_shown
 from .numbers import number_codes
 from .options import CheckOptions, with_options
 from .protocol import Balance
@@ -143,9 +144,15 @@ def prepare(numbers: pa.Array, rows: int, invalid: int, options: CheckOptions) -
     """What the checkpoint already answers for ``numbers``, and what is left to ask."""
     prepared = Prepared(rows, invalid, numbers, answers_table([]), numbers, None)
     if options.checkpoint is not None:
-        prepared.store = open_store(options.checkpoint, service=service_of(options.base_url))
-        prepared.take(servable(prepared.store.answers(max_age=options.max_age, numbers=numbers), options))
+        prepared.store = open_store(options.checkpoint, service=service_of(options.base_url), key=options.store_key)
+        prepared.take(servable(prepared.store.answers(max_age=served_age(options), numbers=numbers), options))
     return prepared
+
+
+def served_age(options: CheckOptions) -> float | None:
+    """The oldest answer a run may use: ``max_age``, and never past the store's ``retention``."""
+    ages = [a for a in (options.max_age, options.retention) if a is not None]
+    return min(ages) if ages else None
 
 
 def servable(stored: pa.Table | None, options: CheckOptions) -> pa.Table | None:
@@ -201,12 +208,13 @@ async def preflight(client: AsyncClient, prepared: Prepared) -> Balance:
 
 async def acheck(values: pd.Series, options: CheckOptions) -> pd.DataFrame:
     """The result columns for ``values`` (same index); raises a TerminalError if the run had to stop."""
-    prepared, codes, reasons = _prepare_series(values, options)
-    run = await query(prepared, options)
-    columns = build_columns(values.index, codes, prepared.numbers, reasons, *outcome(prepared, run))
-    if run.stopped is not None:
-        raise stopped_error(run, prepared, columns)
-    return columns
+    with numbers_shown(options.show_numbers):
+        prepared, codes, reasons = _prepare_series(values, options)
+        run = await query(prepared, options)
+        columns = build_columns(values.index, codes, prepared.numbers, reasons, *outcome(prepared, run))
+        if run.stopped is not None:
+            raise stopped_error(run, prepared, columns)
+        return columns
 
 
 def outcome(prepared: Prepared, run: EngineResult) -> tuple[pa.Table, dict[str, Failure], str | None]:
@@ -238,6 +246,8 @@ async def _query(prepared: Prepared, options: CheckOptions) -> EngineResult:
         if store is not None and store.simulator:  # simulated answers go only to a simulator: ask it
             async with options.client() as client:
                 await preflight(client, prepared)
+        if store is not None and options.retention is not None:
+            store.tidy(options.retention)
         return EngineResult()  # everything is answered: no paid request, and for real answers no key needed
     async with options.client() as client:
         started = time.monotonic()
@@ -260,7 +270,7 @@ async def _query(prepared: Prepared, options: CheckOptions) -> EngineResult:
         stopped = "interrupted"
         try:
             while pending:
-                claim = await store.claim(pending, options.max_age) if store is not None else Claim(pending)
+                claim = await store.claim(pending, served_age(options)) if store is not None else Claim(pending)
                 progress.found(prepared.take(servable(claim.answered, options)))
                 try:
                     left = None if options.budget is None else options.budget - run.paid
@@ -292,8 +302,8 @@ async def _query(prepared: Prepared, options: CheckOptions) -> EngineResult:
                 receipt.end(run, None if stopped == "interrupted" else await _balance_after(client), stopped)
     if run.interrupted:
         raise Interrupted  # what was in flight is kept; the sync caller re-raises its KeyboardInterrupt
-    if store is not None and run.answers and run.stopped is None:
-        store.tidy()
+    if store is not None and (run.answers or options.retention is not None) and run.stopped is None:
+        store.tidy(options.retention)
     return run
 
 

@@ -52,6 +52,7 @@ from .claims import Claim
 from .errors import CheckpointError, StoreUnavailableError
 from .journal import ANSWER_SCHEMA, Answer, read_journal
 from .receipts import merge_runs
+from .store import check_key
 
 __all__ = ["COMMIT_BATCH", "COMMIT_EVERY", "LEASE", "PostgresStore", "without_password"]
 
@@ -117,7 +118,7 @@ def stored_service(uri: str) -> str:
 class PostgresStore:
     """The :class:`~qxt_pandas.store.Store` protocol over one PostgreSQL schema (see the module docstring)."""
 
-    def __init__(self, uri: str, *, service: str, create: bool = True) -> None:
+    def __init__(self, uri: str, *, service: str, create: bool = True, key: object = None) -> None:
         self.service = service
         self._conninfo, self.schema = _split(uri)
         self._shown = without_password(uri)
@@ -126,7 +127,9 @@ class PostgresStore:
         self._registered = False
         self._conn = self._connect()
         self._ensure_schema(create)
+        self._key = key
         self._meta = self._read_meta(create)
+        check_key(self.location, self._meta.get("key"), key)
         if create:
             self._move_spilled()
 
@@ -205,8 +208,10 @@ class PostgresStore:
             if "service" not in meta:
                 if not create:
                     raise CheckpointError(f"{self.location} holds no qxt answers yet.")
-                cur.execute(self._q("insert into S.meta values ('format', %s), ('service', %s) on conflict do nothing"),
-                            (json.dumps(FORMAT), json.dumps(self.service)))  # fmt: skip
+                mark = self._key if isinstance(self._key, str) else None
+                cur.execute(self._q("insert into S.meta values ('format', %s), ('service', %s), ('key', %s) "
+                                    "on conflict do nothing"),
+                            (json.dumps(FORMAT), json.dumps(self.service), json.dumps(mark)))  # fmt: skip
                 cur.execute(self._q("select key, value from S.meta"))
                 meta = {k: json.loads(v) for k, v in cur.fetchall()}
         if not isinstance(meta.get("format"), int) or meta["format"] > FORMAT:
@@ -368,8 +373,22 @@ class PostgresStore:
                                "from the store")  # fmt: skip
         return runs
 
-    def tidy(self) -> None:
-        """Forget runs that are gone (their claims went with them); answers are kept."""
+    def forget(
+        self, numbers: list[str] | None = None, older_than: float | None = None, *, dry_run: bool = False
+    ) -> int:
+        """DELETE the answers for ``numbers`` and/or older than ``older_than`` s; how many. (The rows' space is
+        reclaimed by VACUUM; see docs/privacy.md.)"""
+        cutoff = -1.0 if older_than is None else time.time() - older_than
+        verb = "select count(*)" if dry_run else "delete"
+        with self._tx() as cur:
+            cur.execute(self._q(f"{verb} from S.answers where mobile = any(%s) or checked_at < %s"),
+                        (numbers or [], cutoff))  # fmt: skip
+            return int(cur.fetchone()[0]) if dry_run else cur.rowcount
+
+    def tidy(self, retention: float | None = None) -> None:
+        """Forget answers older than ``retention`` s, if given, and runs that are gone (and their claims)."""
+        if retention is not None:
+            self.forget(older_than=retention)
         with self._tx() as cur:
             cur.execute(self._q(f"delete from S.claims where run not in ({_LIVE})"))
             cur.execute(self._q(f"delete from S.runs where run not in ({_LIVE}) and heartbeat < now() - "

@@ -37,6 +37,7 @@ from .errors import (
     UnparsableResponseError,
     error_for_code,
 )
+from .masking import mask_text
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -66,7 +67,6 @@ _CHARSET = re.compile(r"charset\s*=\s*[\"']?([\w.:-]+)", re.IGNORECASE)
 #: ``code: 0`` / ``"code":0`` / ``'code' = "0"`` somewhere in a body: the vendor answered, and charged.
 _CODE_ZERO = re.compile(r"""(?:^|[{,\s])["']?code["']?\s*[:=]\s*["']?0(?![\d.])""")
 _STATUS_FIELDS = frozenset({"Status", "Area", "Is_MNP", "Init_isp", "Now_isp"})
-_MOBILE_IN_TEXT = re.compile(r"(?<!\d)(1\d{2})\d{4}(\d{4})(?!\d)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,7 +230,7 @@ def _result(
 
 
 def _unreadable(body: bytes, redact: Secret, mobile: str | None) -> ChargedUnreadableError:
-    kept = abridge(body, redact, mask=True)
+    kept = abridge(body, redact)
     return ChargedUnreadableError(
         f"QXT answered code 0 (so it probably charged) but the answer cannot be read: {kept}.",
         reason=kept,
@@ -245,11 +245,9 @@ def _unexpected(what: str, body: bytes, redact: Secret, mobile: str | None) -> U
     )
 
 
-def abridge(body: bytes, redact: Secret, *, mask: bool = False) -> str:
-    """The start of a body, on one line, for error messages (secret removed; with ``mask``, numbers too)."""
-    text = redact.redact(" ".join(_text_of(body, None).split()))
-    if mask:
-        text = _MOBILE_IN_TEXT.sub(r"\1****\2", text)
+def abridge(body: bytes, redact: Secret) -> str:
+    """The start of a body, on one line, for error messages: the secret removed, numbers masked."""
+    text = mask_text(redact.redact(" ".join(_text_of(body, None).split())))
     if len(text) > _ABRIDGE:
         text = text[:_ABRIDGE] + f"… ({len(body)} bytes)"
     return repr(text) if text else "(empty body)"

@@ -21,19 +21,17 @@ from __future__ import annotations
 
 import datetime
 import html
-import json
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .charts import FONT_STACK, bars, table_html
-from .errors import CHARGED_UNREADABLE, CheckpointError
+from .errors import CHARGED_UNREADABLE
 from .results import NO_STATUS
-from .store import Store, is_database, open_store
+from .store import open_existing
 
 __all__ = ["Report", "report"]
 
@@ -182,7 +180,7 @@ def report(checkpoint: str | os.PathLike[str]) -> Report:
 
         print(qxt_pandas.report("runs/crm.qxt"))
     """
-    store = _open(checkpoint)
+    store = open_existing(checkpoint)
     try:
         answers = store.answers()
         runs = _attributed([_with_totals(run) for run in store.runs()])
@@ -197,24 +195,6 @@ def report(checkpoint: str | os.PathLike[str]) -> Report:
         ported=int(pc.sum(done["Is_MNP"].cast(pa.int64())).as_py() or 0), runs=runs,
         unreadable=int(pc.sum(pc.equal(answers["code"], CHARGED_UNREADABLE)).as_py() or 0),
     )  # fmt: skip
-
-
-def _open(checkpoint: str | os.PathLike[str]) -> Store:
-    """The store a report reads, bound to the service it holds; created by nothing here."""
-    if is_database(checkpoint):
-        from .postgres import stored_service
-
-        return open_store(checkpoint, service=stored_service(str(checkpoint)), create=False)
-    path = Path(checkpoint)
-    meta = path / "meta.json"
-    if not meta.exists():
-        raise CheckpointError(f"{path} is not a qxt checkpoint (it has no meta.json). Pass the directory a check "
-                              "wrote with checkpoint= or --checkpoint.")  # fmt: skip
-    try:
-        service = json.loads(meta.read_text(encoding="utf-8")).get("service")
-    except (OSError, ValueError, AttributeError):
-        service = None
-    return open_store(path, service=str(service))  # a damaged meta.json is refused here, with what to do
 
 
 def _with_totals(run: dict[str, Any]) -> dict[str, Any]:

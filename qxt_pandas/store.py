@@ -15,15 +15,29 @@ Example::
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 import pyarrow as pa
 
+from ._secret import Secret
+from .errors import CheckpointError
 from .journal import Answer
 
-__all__ = ["AnswerWriter", "Claimed", "Store", "is_database", "open_store", "shown"]
+__all__ = [
+    "ANY_KEY",
+    "AnswerWriter",
+    "Claimed",
+    "Store",
+    "check_key",
+    "is_database",
+    "open_existing",
+    "open_store",
+    "shown",
+]
 
 #: URI schemes that name a PostgreSQL store (any libpq URI).
 DATABASE_SCHEMES = ("postgresql://", "postgres://")
@@ -69,7 +83,13 @@ class Store(Protocol):
     def claim(self, numbers: list[str], max_age: float | None) -> Awaitable[Claimed]: ...
     def add_receipt(self, record: dict[str, Any]) -> None: ...
     def runs(self) -> list[dict[str, Any]]: ...
-    def tidy(self) -> None: ...
+    def tidy(self, retention: float | None = None) -> None: ...
+    def forget(
+        self, numbers: list[str] | None = None, older_than: float | None = None, *, dry_run: bool = False
+    ) -> int:
+        """Remove answers for good (by number, or older than ``older_than`` s); how many."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -87,13 +107,60 @@ def shown(location: str | os.PathLike[str]) -> str:
     return without_password(str(location))
 
 
-def open_store(location: str | os.PathLike[str], *, service: str, create: bool = True) -> Store:
+#: ``key=`` for a caller that reads only counts (a report, forgetting by age): any key, or none, will do.
+ANY_KEY = object()
+
+
+def open_store(
+    location: str | os.PathLike[str], *, service: str, create: bool = True, key: Secret | object | None = None
+) -> Store:
     """The store at ``location``: a PostgreSQL URI, or a directory. ``create=False`` (reports) refuses one
-    that does not exist yet instead of making it."""
+    that does not exist yet instead of making it. With a store ``key`` it holds numbers only as keyed
+    hashes (see :mod:`.keyed`); the key must be the one the store was made with."""
+    from .keyed import KeyedStore, fingerprint
+
+    mark = key if key is ANY_KEY else fingerprint(key)  # type: ignore[arg-type]
     if is_database(location):
         from .postgres import PostgresStore
 
-        return PostgresStore(str(location), service=service, create=create)
-    from .checkpoint import Checkpoint
+        inner: Store = PostgresStore(str(location), service=service, create=create, key=mark)
+    else:
+        from .checkpoint import Checkpoint
 
-    return Checkpoint(location, service=service)
+        inner = Checkpoint(location, service=service, key=mark)
+    return KeyedStore(inner, key) if isinstance(key, Secret) else inner  # type: ignore[return-value]
+
+
+def open_existing(location: str | os.PathLike[str], key: Secret | object | None = ANY_KEY) -> Store:
+    """A store that must exist already (a report, forgetting), bound to the service it holds; creates nothing."""
+    if is_database(location):
+        from .postgres import stored_service
+
+        return open_store(location, service=stored_service(str(location)), create=False, key=key)
+    path = Path(location)
+    meta = path / "meta.json"
+    if not meta.exists():
+        raise CheckpointError(f"{path} is not a qxt checkpoint (it has no meta.json). Pass the directory a check "
+                              "wrote with checkpoint= or --checkpoint.")  # fmt: skip
+    try:
+        service = json.loads(meta.read_text(encoding="utf-8")).get("service")
+    except (OSError, ValueError, AttributeError):
+        service = None
+    return open_store(path, service=str(service), key=key)  # a damaged meta.json is refused here, with what to do
+
+
+def check_key(location: str, recorded: str | None, given: object) -> None:
+    """Refuse a store key that is not the store's (another, none, or one for a plain store): before paying."""
+    if given is ANY_KEY or recorded == given:
+        return
+    if recorded is None:
+        raise CheckpointError(f"{location} was made without a store key: it holds numbers in clear, so a store key "
+                              "cannot apply to it. Drop the key, or use a new store for keyed answers. Nothing "
+                              "was asked or paid for.")  # fmt: skip
+    if given is None:
+        raise CheckpointError(f"{location} holds numbers only as keyed hashes: pass its store key (store_key=, "
+                              "$QXT_STORE_KEY or --store-key-file). Without it every answer would be paid for "
+                              "again. Nothing was asked or paid for.")  # fmt: skip
+    raise CheckpointError(f"{location} was made with another store key (its fingerprint differs). With this one "
+                          "no stored answer can be found, and every number would be paid for again. Pass the "
+                          "store's own key. Nothing was asked or paid for.")  # fmt: skip
