@@ -128,7 +128,10 @@ def _parser() -> argparse.ArgumentParser:
                        "(pays again)")  # fmt: skip
     check.add_argument("--encoding", help="input encoding (default: detected; utf-8, utf-8-sig, gbk, gb18030)")
     check.add_argument("--sheet", help="the sheet of an .xlsx input: its name or number (default: the first)")
-    check.add_argument("--excel-friendly", action="store_true", help="CSV output with a UTF-8 BOM, for Excel")
+    check.add_argument("--excel-friendly", action="store_true",
+                       help="CSV for Excel: a UTF-8 BOM, formulas defused, phone numbers kept as text")  # fmt: skip
+    check.add_argument("--output-encoding", default="utf-8", choices=["utf-8", "gbk"],
+                       help="CSV/TSV output encoding (default utf-8; gbk for systems that read only GBK)")  # fmt: skip
     check.add_argument("--dry-run", action="store_true", help="print the plan and spend nothing")
     check.add_argument("--progress", choices=["auto", "bar", "log", "off"], default="auto",
                        help="a bar when stderr is a terminal, plain log lines when not (default auto)")  # fmt: skip
@@ -302,7 +305,8 @@ class _Run:
             targets = Targets(inputs=[args.input], keep=[directory] if directory else [], overwrite=args.overwrite)
             if args.output is not None:
                 targets.refuse([args.output])
-                self.writer = AtomicWriter(args.output, excel_friendly=args.excel_friendly)
+                self.writer = AtomicWriter(args.output, excel_friendly=args.excel_friendly,
+                                           encoding=args.output_encoding)  # fmt: skip
             source = open_source(args.input, encoding=args.encoding, sheet=args.sheet)
             if source.note:
                 _say(source.note)
@@ -313,7 +317,10 @@ class _Run:
             summary = check_file(source, args.column, self.writer, options, on_scanned=self._scanned,
                                  split=args.split, targets=targets, mask_output=args.mask_output)  # fmt: skip
             where = f"; answers kept in {shown(self.checkpoint)}" if self.checkpoint else ""
-            _say(f"wrote {summary.rows_written:,} rows to {args.output}{where}\n{summary}")
+            plain_csv = args.output.suffix.lower() in (".csv", ".tsv") and not args.excel_friendly
+            hint = ("\nfor Excel: write .xlsx (--output checked.xlsx), or pass --excel-friendly (a BOM, numbers "
+                    "kept as text)") if plain_csv else ""  # fmt: skip
+            _say(f"wrote {summary.rows_written:,} rows to {args.output}{where}\n{summary}{hint}")
             return EXIT_UNANSWERED if summary.unanswered else EXIT_OK
 
     def _scanned(self) -> None:

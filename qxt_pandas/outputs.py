@@ -153,9 +153,31 @@ def _defused(table: pa.Table) -> pa.Table:
         if pa.types.is_string(kind) or pa.types.is_large_string(kind):
             column = table.column(i).cast(kind)
             risky = pc.fill_null(pc.match_substring_regex(column, r"^[=+\-@\t\r]"), False)
-            table = table.set_column(i, field.name, pc.if_else(risky, pc.binary_join_element_wise("'", column, ""),
+            column = pc.if_else(risky, pc.binary_join_element_wise("'", column, ""), column)
+            # A phone number Excel would turn into a number (1.66E+10, a lost leading 0): a tab first keeps it text
+            digits = pc.fill_null(pc.match_substring_regex(column, r"^(0\d+|\d{10,})$"), False)
+            table = table.set_column(i, field.name, pc.if_else(digits, pc.binary_join_element_wise("\t", column, ""),
                                                                 column))  # fmt: skip
     return table
+
+
+class _Transcoded:
+    """A file that takes UTF-8 bytes (pyarrow's CSV writer) and stores them as GB18030 (GBK's superset)."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self._decoder = codecs.getincrementaldecoder("utf-8")()
+        self.closed = False
+
+    def write(self, data: bytes) -> int:
+        self.raw.write(self._decoder.decode(bytes(data)).encode("gb18030"))
+        return len(data)
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+    def close(self) -> None:
+        self.closed = True  # the raw file is the writer's own: AtomicWriter closes it
 
 
 class AtomicWriter:
@@ -168,13 +190,16 @@ class AtomicWriter:
     are removed.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, excel_friendly: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, excel_friendly: bool = False, encoding: str = "utf-8") -> None:
         self.path = Path(path)
         self.kind = _SUFFIXES.get(self.path.suffix.lower())
         if self.kind is None:
             raise OutputError(f"{self.path}: the output must end in .parquet, .csv, .tsv or .xlsx.")
         self.delimiter = "\t" if self.path.suffix.lower() == ".tsv" else ","
         self.excel_friendly = excel_friendly
+        if encoding.lower().replace("-", "").replace("_", "") not in ("utf8", "gbk", "gb18030"):
+            raise OutputError(f"--output-encoding {encoding}: use utf-8 (the default) or gbk.")
+        self.gbk = encoding.lower() in ("gbk", "gb18030")
         self.tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.partial")
         self._writer: Any = None
         self._file: IO[bytes] | None = None
@@ -206,10 +231,10 @@ class AtomicWriter:
             elif self.kind == "excel":
                 self._writer = _Excel(self._file, schema)
             else:
-                if self.excel_friendly:
+                if self.excel_friendly and not self.gbk:
                     self._file.write(codecs.BOM_UTF8)
                 self._writer = pa_csv.CSVWriter(
-                    self._file, _naive_utc(schema.empty_table()).schema,
+                    _Transcoded(self._file) if self.gbk else self._file, _naive_utc(schema.empty_table()).schema,
                     write_options=pa_csv.WriteOptions(delimiter=self.delimiter),
                 )  # fmt: skip
             if self.kind != "parquet":
@@ -390,7 +415,8 @@ class SplitWriter:
             if outcome not in self.writers:
                 path = self.path(outcome)
                 self._taken.add(path.name.lower())
-                writer = AtomicWriter(path, excel_friendly=self.main.excel_friendly)
+                writer = AtomicWriter(path, excel_friendly=self.main.excel_friendly,
+                                      encoding="gbk" if self.main.gbk else "utf-8")  # fmt: skip
                 writer.open(self.schema, paid=True)
                 self.writers[outcome] = writer
             self.writers[outcome].write(table.filter(pc.equal(each, outcome)))

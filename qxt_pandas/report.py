@@ -35,6 +35,10 @@ from .store import open_existing
 
 __all__ = ["Report", "report"]
 
+UNKNOWN_AREA = "未知 unknown"
+#: Provinces shown by name; the rest are summed as 其他 others (shares are always of all answered numbers).
+TOP_PROVINCES = 10
+
 
 @dataclass
 class Report:
@@ -50,6 +54,7 @@ class Report:
     by_province: dict[str, int] = field(default_factory=dict)
     by_code: dict[str, int] = field(default_factory=dict)
     ported: int = 0
+    made: str = field(default_factory=lambda: datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"))
     unreadable: int = 0  # answers charged (code 0) that could not be read; kept, not asked again
     runs: list[dict[str, Any]] = field(default_factory=list)
 
@@ -111,13 +116,18 @@ class Report:
         }  # fmt: skip
 
     def __str__(self) -> str:
-        lines = [f"checkpoint {self.checkpoint} ({self.service}{', the simulator' if self.simulator else ''})",
-                 f"numbers answered {self.answered:,} (answers stored {self.stored:,})"]  # fmt: skip
+        lines = [f"checkpoint {self.checkpoint} ({self.service}{', the simulator' if self.simulator else ''}), "
+                 f"{self.made}",
+                 f"numbers answered {self.answered:,} (answers stored {self.stored:,}); every count below is of "
+                 "numbers, not rows"]  # fmt: skip
+        if self.simulator:
+            lines.insert(0, "SIMULATED DATA: these answers came from the bundled simulator, not the QXT service.")
         if not self.stored:
             lines.append("no answers yet: run a check with this checkpoint")
+        whole = self.answered or 1
         for title, counts in (("by Status", self.by_status), ("by carrier now", self.by_carrier),
-                              ("top provinces", self.by_province)):  # fmt: skip
-            lines.append(f"{title}: " + (", ".join(f"{k} {v:,}" for k, v in counts.items()) or "-"))
+                              ("provinces", _top(self.by_province))):  # fmt: skip
+            lines.append(f"{title}: " + (", ".join(f"{k} {v:,} ({v / whole:.1%})" for k, v in counts.items()) or "-"))
         lines.append(f"ported: {self.ported / self.answered:.1%} of answered" if self.answered else "ported: -")
         if self.unreadable:
             lines.append(f"charged, unreadable: {self.unreadable:,} answers (kept; --retry-unreadable asks again)")
@@ -141,11 +151,17 @@ class Report:
         runs = [(r.get("started", "?"), _num(r.get("paid")), _num(r.get("balance_before")),
                  _num(r.get("balance_after")), r.get("stopped", "no end recorded")) for r in self.runs]  # fmt: skip
         warning = f'<p class="qxt-warn"><strong>{html.escape(self.warning())}</strong></p>' if self.warning() else ""
+        if self.simulator:
+            warning = ('<p class="qxt-sim"><strong>模拟数据 Simulated data: these answers came from the bundled '
+                       "simulator, not the QXT service.</strong></p>") + warning  # fmt: skip
         return (
             f'<div class="qxt-report" style="font-family:{html.escape(FONT_STACK)}">'
-            f"<h3>{html.escape(self.checkpoint)} <small>({html.escape(self.service)})</small></h3>{warning}"
-            f"{table_html(facts)}<div class='qxt-charts'>{bars('Status', self.by_status)}"
-            f"{bars('当前运营商 Carrier now', self.by_carrier)}{bars('省份 Province', self.by_province, top=10)}"
+            f"<h3>QXT report: {html.escape(self.checkpoint)} <small>({html.escape(self.service)}, "
+            f"{html.escape(self.made)})</small></h3>{warning}"
+            f"<p>Every count is of numbers (each distinct number once), not rows.</p>"
+            f"{table_html(facts)}<div class='qxt-charts'>{bars('Status (numbers)', self.by_status)}"
+            f"{bars('当前运营商 Carrier now (numbers)', self.by_carrier)}"
+            f"{bars('省份 Province (numbers)', self.by_province, top=TOP_PROVINCES)}"
             f"</div><h4>Runs</h4>"
             f"{table_html(runs, header=('started', 'paid', 'balance before', 'after', 'why it ended'))}</div>"
         )
@@ -155,7 +171,8 @@ class Report:
         return (
             '<!DOCTYPE html><html lang="zh-CN"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>QXT report: {html.escape(self.checkpoint)}</title><style>{_CSS}</style></head>"
+            f"<title>QXT report{' (simulated data)' if self.simulator else ''}: {html.escape(self.checkpoint)}, "
+            f"{html.escape(self.made)}</title><style>{_CSS}</style></head>"
             f"<body>{self._repr_html_()}</body></html>"
         )
 
@@ -165,6 +182,7 @@ _CSS = (
     "table{border-collapse:collapse;margin:.5rem 0;display:block;overflow-x:auto}"
     "td,th{border-bottom:1px solid #ddd;padding:.3rem .6rem;text-align:left;white-space:nowrap}"
     ".qxt-charts svg{display:block;margin:1rem 0}.qxt-warn{color:#a11}"
+    ".qxt-sim{background:#fff4d6;border:2px solid #e0a800;padding:.6rem .8rem;border-radius:4px}"
     "@media print{body{max-width:none}.qxt-charts svg{break-inside:avoid}}"
 )
 
@@ -191,7 +209,7 @@ def report(checkpoint: str | os.PathLike[str]) -> Report:
     return Report(
         checkpoint=store.location, service=store.service, simulator=store.simulator, stored=answers.num_rows,
         answered=done.num_rows, by_status=_statuses(done["Status"]), by_carrier=_counts(done["Now_isp"]),
-        by_province=dict(list(provinces.items())[:10]), by_code=_counts(answers["code"].cast(pa.string())),
+        by_province=_with_unknown(provinces, done.num_rows), by_code=_counts(answers["code"].cast(pa.string())),
         ported=int(pc.sum(done["Is_MNP"].cast(pa.int64())).as_py() or 0), runs=runs,
         unreadable=int(pc.sum(pc.equal(answers["code"], CHARGED_UNREADABLE)).as_py() or 0),
     )  # fmt: skip
@@ -247,6 +265,19 @@ def _moment(text: Any) -> float | None:
         return datetime.datetime.strptime(str(text), "%Y-%m-%dT%H:%M:%S%z").timestamp()
     except ValueError:
         return None
+
+
+def _top(counts: dict[str, int]) -> dict[str, int]:
+    """The largest :data:`TOP_PROVINCES`, then the rest summed as 其他 others."""
+    items = sorted(counts.items(), key=lambda kv: -kv[1])
+    rest = sum(n for _, n in items[TOP_PROVINCES:])
+    return dict(items[:TOP_PROVINCES]) | ({"其他 others": rest} if rest else {})
+
+
+def _with_unknown(provinces: dict[str, int], answered: int) -> dict[str, int]:
+    """Every province, and the answered numbers whose Area was empty: shares are then of all answered."""
+    unknown = answered - sum(provinces.values())
+    return {**provinces, UNKNOWN_AREA: unknown} if unknown > 0 else provinces
 
 
 def _statuses(status: pa.ChunkedArray) -> dict[str, int]:

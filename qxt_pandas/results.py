@@ -165,10 +165,11 @@ class Results:
             "qxt_checked_at": pa.array(millis, mask=millis < 0).cast(pa.timestamp("ms", tz="UTC")),
         }
 
-    def tally(self, codes: np.ndarray) -> tuple[Counter[str], Counter[str], int, int]:
+    def tally(self, codes: np.ndarray) -> tuple[Counter[str], Counter[str], int, Counter[str]]:
         """For rows whose numbers are ``codes``: rows answered (code 0) by Status (an empty one as
-        :data:`NO_STATUS`) and by current carrier, how many are ported, and how many are "charged,
-        unreadable"."""
+        :data:`NO_STATUS`) and by current carrier, how many are ported, and every row by outcome
+        (``answered``, ``no information``, ``invalid (vendor)``, ``unreadable``, ``unanswered``,
+        ``invalid (not sent)``): these add up to the rows."""
         rows = np.zeros(len(self.numbers), np.int64)
         for start in range(0, len(codes), 1 << 20):  # in slices: a 5M-row temporary would cost 60 MB
             part = codes[start : start + (1 << 20)]
@@ -184,8 +185,14 @@ class Results:
         empty = int(rows[answered & (numbers[:, 0] < 0)].sum())
         if empty:
             counted[0][NO_STATUS] = empty
-        unreadable = int(rows[numbers[:, _CODE] == CHARGED_UNREADABLE].sum())
-        return counted[0], counted[1], int(rows[answered & (numbers[:, 4] == 1)].sum()), unreadable
+        code = numbers[:, _CODE]
+        vendor_invalid = np.isin(code, [c for c in INVALID_CODES if c != LOCAL_INVALID])
+        kinds = {"answered": answered, "no information": code == -4, "invalid (vendor)": vendor_invalid,
+                 "unreadable": code == CHARGED_UNREADABLE}  # fmt: skip
+        outcome = Counter({name: int(rows[mask].sum()) for name, mask in kinds.items()})
+        outcome["unanswered"] = int(rows.sum()) - sum(outcome.values())
+        outcome["invalid (not sent)"] = int((codes < 0).sum())
+        return counted[0], counted[1], int(rows[answered & (numbers[:, 4] == 1)].sum()), outcome
 
     def output(self, codes: np.ndarray, reasons: np.ndarray) -> list[pa.Array]:
         """:meth:`rows` in :data:`OUTPUT_TYPES` (text as plain strings), in result-column order."""
@@ -213,6 +220,12 @@ class Results:
         }
         return pd.DataFrame({name: pd.Series(columns[name], index=index) for name in RESULT_COLUMNS})
 
+
+#: The pandas dtypes of the result columns, as :meth:`Results.frame` (and so the accessor) returns them.
+RESULT_DTYPES: dict[str, object] = {
+    **{name: "category" for name in ("Status", "Area", "Init_isp", "Now_isp", "qxt_error")},
+    "Is_MNP": "boolean", "qxt_mobile": "string[pyarrow]", "qxt_code": "Int16", "qxt_checked_at": "datetime64[ms, UTC]",
+}  # fmt: skip
 
 #: Codes of numbers that cannot be asked: rejected locally (-100) or by the vendor as malformed.
 INVALID_CODES = (LOCAL_INVALID, 1, -2, -3)

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -30,7 +31,7 @@ from .files import InputError, Source
 from .numbers import number_strings
 from .outputs import AtomicWriter, SplitWriter, Targets
 from .pipeline import CheckOptions, Plan, Prepared, outcome, preflight, prepare, query, stopped_error
-from .results import OUTPUT_TYPES, RESULT_COLUMNS, Results, text_series
+from .results import OUTPUT_TYPES, RESULT_COLUMNS, RESULT_DTYPES, Results, text_series
 
 #: masking.MOBILE_IN_TEXT for Arrow (RE2 has no look-around: the neighbours are matched and put back).
 _MOBILE_RE2 = r"(^|\D)(1\d{2})\d{4}(\d{4})(\D|$)"
@@ -51,16 +52,23 @@ class Summary:
     statuses: Counter[str] = field(default_factory=Counter)
     carriers: Counter[str] = field(default_factory=Counter)
     ported: int = 0
-    unreadable: int = 0  # rows whose answer was charged but could not be read
+    outcomes: Counter[str] = field(default_factory=Counter)  # every row by outcome: they add up to the rows
+
+    @property
+    def unreadable(self) -> int:
+        """Rows whose answer was charged but could not be read."""
+        return self.outcomes["unreadable"]
     elapsed: float = 0.0
 
     def __str__(self) -> str:
         answered = sum(self.statuses.values())
+        shown = [(name, self.outcomes[name]) for name in _OUTCOMES if self.outcomes[name] or name == "answered"]
         lines = [
-            f"rows {self.plan.rows:,}; paid queries {self.paid:,}; taken from the checkpoint "
-            f"{self.plan.in_checkpoint:,}; invalid (not sent) {self.plan.invalid:,}; elapsed {self.elapsed:.1f} s",
-            "by Status: " + _counts(self.statuses),
-            "by carrier now: " + _counts(self.carriers),
+            f"rows {self.plan.rows:,} = " + " + ".join(f"{name} {n:,}" for name, n in shown),
+            f"numbers: {self.plan.unique:,} distinct valid; paid queries {self.paid:,}; from the checkpoint "
+            f"{self.plan.in_checkpoint:,}; elapsed {self.elapsed:.1f} s",
+            "answered rows by Status: " + _counts(self.statuses),
+            "answered rows by carrier now: " + _counts(self.carriers),
             f"ported: {self.ported / answered:.1%} of answered rows" if answered else "ported: -",
         ]
         if self.unreadable:
@@ -74,6 +82,10 @@ class Summary:
         return "\n".join(lines)
 
 
+#: The outcomes every row falls in, in the order the summary names them.
+_OUTCOMES = ("answered", "no information", "invalid (not sent)", "invalid (vendor)", "unreadable", "unanswered")
+
+
 def _counts(counter: Counter[str]) -> str:
     return ", ".join(f"{k} {v:,}" for k, v in counter.most_common()) or "-"
 
@@ -83,8 +95,14 @@ def _nothing() -> None:
 
 
 def output_schema(source: Source) -> pa.Schema:
-    """The columns of the output: the input's, then the result columns."""
-    return pa.schema([*source.schema, *(pa.field(name, kind) for name, kind in OUTPUT_TYPES.items())])
+    """The columns of the output: the input's, then the result columns; with pandas metadata, so that
+    ``pd.read_parquet`` of the output gives the dtypes the accessor returns (``Is_MNP`` boolean, ``qxt_code``
+    Int16), not object and int16."""
+    schema = pa.schema([*source.schema, *(pa.field(name, kind) for name, kind in OUTPUT_TYPES.items())])
+    frame = source.schema.empty_table().to_pandas()
+    for name, dtype in RESULT_DTYPES.items():
+        frame[name] = pd.Series(dtype=dtype)
+    return schema.with_metadata(pa.Schema.from_pandas(frame, preserve_index=False).metadata)
 
 
 def _scan(source: Source, column: str, options: CheckOptions) -> tuple[Prepared, np.ndarray, np.ndarray]:
@@ -190,7 +208,7 @@ def check_file(
         prepared.known = prepared.known.slice(0, 0)  # the results hold what rows need: let the answers go
         summary.paid, summary.failed = run.paid, len(run.failures)
         summary.unanswered = len(prepared.to_query) - len(run.answers)
-        summary.statuses, summary.carriers, summary.ported, summary.unreadable = results.tally(codes)
+        summary.statuses, summary.carriers, summary.ported, summary.outcomes = results.tally(codes)
         for table in source.tables():
             end = output.rows + table.num_rows
             if end > len(codes):
