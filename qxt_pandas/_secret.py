@@ -23,7 +23,7 @@ class Secret:
             return value
         if not isinstance(value, str):
             raise TypeError(f"the API key must be a str, not {type(value).__name__}")
-        return cls(value.strip())
+        return cls(value.strip().lstrip("\ufeff").strip())  # a key file saved with a BOM (Windows Notepad)
 
     def reveal(self) -> str:
         return self._value

@@ -17,6 +17,7 @@ from __future__ import annotations
 import html
 import warnings
 from collections.abc import Mapping
+from typing import Any
 
 __all__ = ["CJK_FONTS", "FONT_STACK", "bars", "cjk_font", "table_html"]
 
@@ -64,14 +65,26 @@ def table_html(rows: list[tuple[object, ...]], header: tuple[str, ...] | None = 
     return f"<table>{head}{body}</table>"
 
 
+_rescanned = False  # the font cache was rebuilt once in this process
+
+
+def _cjk_in(manager: Any) -> str | None:
+    have = {font.name for font in manager.ttflist}
+    return next((name for name in CJK_FONTS if name in have), None)
+
+
 def cjk_font() -> str | None:
     """The name of a CJK font matplotlib can use on this machine, or None (with a warning saying what to do)."""
     try:
         from matplotlib import font_manager
     except ImportError:
         return None
-    have = {font.name for font in font_manager.fontManager.ttflist}
-    found = next((name for name in CJK_FONTS if name in have), None)
+    found = _cjk_in(font_manager.fontManager)
+    global _rescanned
+    if found is None and not _rescanned:  # matplotlib's font cache may predate a font installed since: rescan once
+        _rescanned = True
+        font_manager.fontManager = font_manager.FontManager()
+        found = _cjk_in(font_manager.fontManager)
     if found is None:
         warnings.warn(
             "No CJK font on this machine: a matplotlib chart would show Chinese labels as empty boxes. Use the "

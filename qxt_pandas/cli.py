@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import signal
 import sys
 import warnings
@@ -206,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         _say(str(exc))
         return EXIT_KEY
     except InsufficientBalanceError as exc:
-        _say(str(exc))
+        _say(re.sub(r"pass budget=(\d+)", r"pass --budget \1", str(exc)))  # the option as a command-line user types it
         return EXIT_BALANCE
     except CheckpointError as exc:
         _say(str(exc))

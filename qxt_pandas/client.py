@@ -16,6 +16,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import email.utils
 import logging
@@ -337,6 +338,17 @@ class Client:
         if not self._runner._closed:
             self._runner.run(self._async.aclose())
             self._runner.close()
+
+    def __del__(self) -> None:
+        # Left unclosed: one ResourceWarning (shown with -W default, as httpx's), then closed quietly,
+        # where aiohttp would print "Unclosed client session" to stderr.
+        runner = getattr(self, "_runner", None)
+        if runner is None or runner._closed:
+            return
+        warnings.warn("a qxt_pandas.Client was not closed: use `with Client(...) as client:` or "
+                      "client.close()", ResourceWarning, stacklevel=2)  # fmt: skip
+        with contextlib.suppress(Exception):
+            self.close()
 
     def __enter__(self) -> Client:
         return self

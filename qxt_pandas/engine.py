@@ -94,7 +94,8 @@ class EngineResult:
         """What the service allowed, in words ("" when it never pushed back)."""
         if not self.pushbacks:
             return ""
-        return (f"the service held about {self.held:.0f} requests in flight; {self.busy / self.requests:.1%} of "
+        held = f"about {self.held:.0f}" if self.held >= 1 else "fewer than 1 on average"
+        return (f"the service held {held} requests in flight; {self.busy / self.requests:.1%} of "
                 f"requests were refused busy, {self.pushbacks / self.requests:.1%} pushed back in all")  # fmt: skip
 
 

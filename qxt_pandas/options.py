@@ -24,6 +24,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import pandas as pd
 
 from ._secret import Secret, hide_key
 from .client import DEFAULT_BACKOFF, DEFAULT_RETRIES, DEFAULT_TIMEOUT, AsyncClient, check_base_url
@@ -203,6 +204,8 @@ def parse_age(age: timedelta | float | str | None, name: str = "max_age") -> flo
     """
     if age is None:
         return None
+    if type(age).__name__ == "timedelta64" or (hasattr(age, "total_seconds") and not isinstance(age, timedelta)):
+        age = pd.Timedelta(age).to_pytimedelta()  # numpy timedelta64, pandas Timedelta
     if isinstance(age, timedelta):
         seconds = age.total_seconds()
     elif isinstance(age, numbers.Real) and not isinstance(age, bool):

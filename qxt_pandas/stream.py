@@ -58,6 +58,7 @@ class Summary:
     def unreadable(self) -> int:
         """Rows whose answer was charged but could not be read."""
         return self.outcomes["unreadable"]
+
     elapsed: float = 0.0
 
     def __str__(self) -> str:

@@ -31,3 +31,6 @@ def test_quickstart_notebook_runs_end_to_end():
     assert "<svg" in html and "正常" in html and "中国移动" in html  # the report's charts, labels as text
     assert "missing from font" not in outputs + html  # no chart drew Chinese without the glyphs
     assert "'正常':" in outputs  # the split
+    noise = [str(out.get("text", ""))[:200] for cell in notebook.cells if cell.cell_type == "code"
+             for out in cell.get("outputs", []) if out.get("name") == "stderr"]  # fmt: skip
+    assert noise == []  # no red stderr block: no warnings, and progress as a widget, not text
