@@ -270,13 +270,15 @@ class _Run:
         self.scanned = False  # past pass 1: from here on, queries may have been paid for
 
     def wrote(self) -> str:
+        if self.args.command != "check":
+            return ""
         if self.writer is not None and self.writer.committed:
             return f"The output {self.writer.path} was complete and is in place."
         return "No output was written."
 
     def kept(self, after_paying_only: bool = False) -> str:
-        if after_paying_only and not self.scanned:
-            return ""
+        if self.args.command != "check" or (after_paying_only and not self.scanned):
+            return ""  # report, forget, balance pay for nothing
         if self.checkpoint is not None:
             return f" Answers paid for are kept in {shown(self.checkpoint)}; a new run does not pay for them again."
         return " Without a checkpoint (--no-checkpoint), answers paid for in this run are not kept."
@@ -399,6 +401,10 @@ def _forget(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    if args.html is not None and args.html.is_dir():
+        raise ConfigurationError(
+            f"--html {args.html} is a directory; name the page's file, e.g. {args.html / 'report.html'}."
+        )
     made = report(args.checkpoint)
     print(json.dumps(made.to_dict(), ensure_ascii=False, indent=2) if args.json else made)
     if args.html is not None:

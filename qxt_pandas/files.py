@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import codecs
 import os
+import re
+import warnings
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -114,11 +116,38 @@ def _mostly_utf8(path: Path) -> bool:
     return good > bad
 
 
+def _check_utf16(path: Path, encoding: str) -> str:
+    """A UTF-16 file, decoded whole (a line-by-line check would split its two-byte units)."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    lines = 1
+    try:
+        with open(path, "rb") as f:
+            while block := f.read(1 << 20):
+                lines += decoder.decode(block).count("\n")
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: about line {lines:,} is not valid {encoding}. Fix it or name the encoding "
+                         "with --encoding. Nothing was asked or paid for.") from None  # fmt: skip
+    return "utf-16"
+
+
+def _looks_cjk(start: bytes) -> bool:
+    """Whether bytes read as Latin-1 would be mostly accented letters in pairs: GBK's two-byte characters."""
+    high = sum(1 for b in start if b >= 0x80)
+    pairs = len(re.findall(rb"[\x81-\xfe][\x40-\xfe]", start))
+    return high >= 8 and pairs * 2 >= 0.8 * high
+
+
 def check_encoding(path: Path, encoding: str | None = None) -> str:
     """The encoding of the whole file (``utf-8``, ``utf-8-sig`` or ``gb18030`` when not given), every line checked."""
+    with open(path, "rb") as f:
+        start = f.read(4096)
     if encoding is None:
-        with open(path, "rb") as f:
-            encoding = "utf-8-sig" if f.read(3) == codecs.BOM_UTF8 else None
+        encoding = "utf-8-sig" if start.startswith(codecs.BOM_UTF8) else None
+        if start.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            encoding = "utf-16"  # Excel's "Unicode text"
+    if encoding is not None and codecs.lookup(encoding).name.startswith("utf-16"):
+        return _check_utf16(path, encoding)
     if encoding is None:
         if _first_bad_line(path, "utf-8") is None:
             return "utf-8"
@@ -134,6 +163,10 @@ def check_encoding(path: Path, encoding: str | None = None) -> str:
         codecs.lookup(encoding)
     except LookupError:
         raise InputError(f"unknown encoding {encoding!r}; use utf-8, utf-8-sig, gbk or gb18030.") from None
+    if codecs.lookup(encoding).name in ("latin-1", "iso8859-1", "cp1252") and _looks_cjk(start):
+        warnings.warn(f"{path} read as {encoding} shows runs of accented Latin letters where Chinese text usually "
+                      "is (GBK read as Latin-1?): names will be garbled. Omit --encoding to detect it, or pass "
+                      "--encoding gbk.", UserWarning, stacklevel=2)  # fmt: skip
     if _first_bad_line(path, encoding) is not None:
         found = _first_bad_line(path, encoding, count=True) or (0, 1)
         raise InputError(
@@ -220,9 +253,17 @@ class Source:
 def open_source(path: str | os.PathLike[str], *, encoding: str | None = None, sheet: str | None = None) -> Source:
     """Inspect ``path`` (by extension: .csv/.tsv/.txt, .parquet, .xlsx); a text file is checked whole."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file.")
+    try:
+        path.stat()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file.") from None
+    except (OSError, RuntimeError) as exc:  # a symlink loop, no permission
+        raise InputError(f"{path} cannot be read: {getattr(exc, 'strerror', None) or exc}.") from None
+    if path.is_dir():
+        raise InputError(f"{path} is a directory; pass the export file itself.")
     suffix = path.suffix.lower()
+    if sheet is not None and suffix not in (".xlsx", ".xlsm"):
+        raise InputError(f"--sheet applies to .xlsx inputs only; {path.name} is not one.")
     try:
         if suffix in (".parquet", ".pq"):
             return Source(path, "parquet", pq.ParquetFile(path).schema_arrow)
@@ -233,7 +274,11 @@ def open_source(path: str | os.PathLike[str], *, encoding: str | None = None, sh
     encoding = check_encoding(path, encoding)
     with open(path, encoding=encoding, newline="") as f:
         header = f.readline().lstrip("\ufeff")
+        blank = not header.strip() and f.read(1 << 16).strip() != ""
     delimiter = "\t" if suffix in (".tsv", ".tab") or header.count("\t") > header.count(",") else ","
+    if blank:
+        raise InputError(f"{path} starts with a blank line: the header must be its first line. Remove the blank "
+                         "line(s) above the header.")  # fmt: skip
     if not header.strip():
         raise InputError(f"{path} is empty: a CSV export needs a header line.")
     names = pa_csv.read_csv(
@@ -262,13 +307,16 @@ def _excel_source(path: Path, sheet: str | None) -> Source:
     if len(sheets) > 1:
         note = (f"read sheet {chosen!r} of {len(sheets)} in {path.name} ({', '.join(map(repr, sheets))}); "
                 "choose another with --sheet NAME or --sheet NUMBER")  # fmt: skip
-    names = [str(c) for c in pd.read_excel(path, sheet_name=chosen, dtype=str, nrows=0).columns]
+    raw = pd.read_excel(path, sheet_name=chosen, dtype=str, header=None, nrows=1)
+    names = [str(c) if isinstance(c, str) and c.strip() else f"column {k + 1}"  # an empty header cell
+             for k, c in enumerate(raw.iloc[0].tolist() if len(raw) else [])]  # fmt: skip
     return Source(path, "excel", _text_schema(names), sheet=chosen, note=note)
 
 
 def _excel_table(path: Path, sheet: str | None, schema: pa.Schema) -> pa.Table:
     import pandas as pd
 
-    frame = pd.read_excel(path, sheet_name=sheet, dtype=str)
+    frame = pd.read_excel(path, sheet_name=sheet, dtype=str, header=None, skiprows=1)
+    frame = frame.reindex(columns=range(len(schema.names)))  # a header wider or narrower than the rows
     frame.columns = schema.names
     return pa.Table.from_pandas(frame.astype(object).where(frame.notna(), None), schema=schema, preserve_index=False)

@@ -127,6 +127,9 @@ class _Text(str):
 def _cells(column: pa.ChunkedArray) -> list[Any]:
     if pa.types.is_integer(column.type):
         return [str(v) if v is not None and abs(v) >= 10**9 else v for v in column.to_pylist()]
+    if pa.types.is_floating(column.type):  # a phone column read as float64 (Parquet): whole 10+ digits as text
+        return [str(int(v)) if v is not None and v == v and abs(v) >= 1e9 and v == int(v) else v
+                for v in column.to_pylist()]  # fmt: skip
     if pa.types.is_dictionary(column.type):
         column = column.cast(column.type.value_type)
     if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
@@ -330,7 +333,7 @@ class Targets:
         if any(where == k or k in where.parents for k in self.keep):
             return "it is the checkpoint"
         for source in self.inputs:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, RuntimeError):  # an input that is a symlink loop: said when read
                 if where == source.resolve() or (path.exists() and os.path.samefile(source, path)):
                     return "it is the input file"
         if path.is_dir():

@@ -101,18 +101,40 @@ def read_runs(directory: Path, *, warn: bool = True) -> list[dict[str, Any]]:
         except ValueError:
             bad += bool(line.strip())
     merged = merge_runs(records)
-    bad += len(records) - sum(1 for r in records if isinstance(r, dict) and "run" in r)
+    bad += sum(1 for r in records if not (isinstance(r, dict) and isinstance(r.get("run"), str)
+                                          and all(_typed(k, v) for k, v in r.items())))  # fmt: skip
     if bad and warn:
         warn_once(directory / RECEIPTS, f"{directory / RECEIPTS}: {bad} damaged line(s) skipped.")
     return merged
 
 
+#: The type each known receipt field must have; a value of another type (a damaged line) is left out.
+_TYPES: dict[str, tuple[type, ...]] = {
+    "started": (str,), "ended": (str, type(None)), "host": (str,), "pid": (int,), "service": (str,),
+    "simulator": (bool,), "fee_type": (str,), "balance_before": (int, type(None)), "to_ask": (int,),
+    "journal": (str,), "paid": (int, type(None)), "failures": (int, type(None)), "requests": (int, type(None)),
+    "stopped": (str,), "balance_after": (int, type(None)), "recovered": (bool,), "by_code": (dict,),
+}  # fmt: skip
+
+
+def _typed(key: str, value: Any) -> bool:
+    kinds = _TYPES.get(key)
+    if kinds is None:
+        return True
+    if isinstance(value, bool) and bool not in kinds:
+        return False  # True is an int to Python, not to a receipt
+    if key == "by_code":
+        return isinstance(value, dict) and all(isinstance(n, int) and not isinstance(n, bool) for n in value.values())
+    return isinstance(value, kinds)
+
+
 def merge_runs(records: list[Any]) -> list[dict[str, Any]]:
-    """Receipt records (start and end lines) merged per run, oldest first; malformed ones skipped."""
+    """Receipt records (start and end lines) merged per run, oldest first; malformed records and fields skipped."""
     runs: dict[str, dict[str, Any]] = {}
     for record in records:
-        if isinstance(record, dict) and "run" in record:
-            runs.setdefault(str(record["run"]), {}).update({k: v for k, v in record.items() if k != "event"})
+        if isinstance(record, dict) and isinstance(record.get("run"), str):
+            kept = {k: v for k, v in record.items() if k != "event" and _typed(k, v)}
+            runs.setdefault(record["run"], {}).update(kept)
     return sorted(runs.values(), key=lambda run: str(run.get("started", "")))
 
 

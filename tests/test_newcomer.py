@@ -71,3 +71,81 @@ def test_excel_friendly_csv_keeps_phone_numbers_as_text_and_gbk_output_reads_as_
     run(tmp_path, "g.csv", "--output-encoding", "gbk")
     text = (tmp_path / "g.csv").read_bytes().decode("gb18030")  # GBK, and the rare characters GBK lacks
     assert "正常" in text and "湖北-宜昌" in text
+
+
+# -- inputs and messages, all before paying -----------------------------------------------------
+
+
+def test_utf16_input_is_read_and_latin1_on_gbk_warns(tmp_path):
+    sample = pd.read_csv(SAMPLE, dtype=str).head(100)
+    sample.to_csv(tmp_path / "u16.txt", sep="\t", index=False, encoding="utf-16")  # Excel's "Unicode text"
+    sim = rich()
+    with serve(sim) as url:
+        ok = qxt("check", tmp_path / "u16.txt", "--column", "mobile", "--output", tmp_path / "u.csv", "--base-url",
+                 url, "--progress", "off")  # fmt: skip
+        sample.to_csv(tmp_path / "gbk.csv", index=False, encoding="gb18030")
+        warned = qxt("check", tmp_path / "gbk.csv", "--column", "mobile", "--encoding", "latin-1", "--dry-run",
+                     "--base-url", url)  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert pd.read_csv(tmp_path / "u.csv", dtype=str)["name"].tolist() == sample["name"].tolist()
+    assert "GBK read as Latin-1" in warned.stderr
+
+
+def test_odd_inputs_get_clear_errors_before_paying(tmp_path):
+    from openpyxl import Workbook
+
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "blank.csv").write_text("\n\nmobile\n13972565391\n")
+    (tmp_path / "ok.csv").write_text("mobile\n13972565391\n")
+    book = Workbook()
+    book.active.append(["mobile", "mobile"])
+    book.active.append(["13972565391", "13900000001"])
+    book.save(tmp_path / "dup.xlsx")
+    cases = [("loop", [], "Too many levels"), ("adir", [], "is a directory"), ("blank.csv", [], "blank line"),
+             ("ok.csv", ["--sheet", "2"], "--sheet applies to .xlsx"), ("dup.xlsx", [], "more than once")]  # fmt: skip
+    sim = rich()
+    with serve(sim) as url:
+        for name, more, says in cases:
+            result = qxt("check", tmp_path / name, "--column", "mobile", "--output", tmp_path / "o.csv",
+                         "--base-url", url, *more)  # fmt: skip
+            assert result.returncode == 2 and says in result.stderr and "Traceback" not in result.stderr, name
+    assert len(sim.ledger) == 0
+
+
+def test_an_xlsx_header_with_an_empty_cell_and_a_float_phone_column(tmp_path):
+    from openpyxl import Workbook, load_workbook
+
+    book = Workbook()
+    book.active.append(["mobile", "name", None])
+    book.active.append(["13972565391", "张三", "x"])
+    book.save(tmp_path / "in.xlsx")
+    pd.DataFrame({"mobile": [13972565391.0, 13900000001.0]}).to_parquet(tmp_path / "f.parquet")
+    sim = rich()
+    with serve(sim) as url:
+        a = qxt("check", tmp_path / "in.xlsx", "--column", "mobile", "--output", tmp_path / "a.csv", "--base-url", url)
+        b = qxt("check", tmp_path / "f.parquet", "--column", "mobile", "--output", tmp_path / "b.xlsx", "--base-url",
+                url)  # fmt: skip
+    assert a.returncode == 0 and "column 3" in (tmp_path / "a.csv").read_text(encoding="utf-8")
+    assert b.returncode == 0, b.stderr
+    cells = [row[0] for row in load_workbook(tmp_path / "b.xlsx").worksheets[0].iter_rows(min_row=2, values_only=True)]
+    assert cells == ["13972565391", "13900000001"]  # text, never 1.39E+10
+
+
+def test_damaged_receipt_fields_and_a_directory_for_html_are_told_plainly(tmp_path):
+    run(tmp_path, "out.parquet")
+    with open(tmp_path / "out.qxt" / "receipts.jsonl", "a") as f:
+        f.write('{"run": "x", "started": 5, "by_code": "bad", "paid": "many", "balance_before": "a"}\n{"run": ["y"]}\n')
+    shown = qxt("report", tmp_path / "out.qxt", key=None)
+    assert shown.returncode == 0 and "damaged" in shown.stderr
+    (tmp_path / "page").mkdir()
+    html = qxt("report", tmp_path / "out.qxt", "--html", tmp_path / "page", key=None)
+    assert html.returncode == 2 and "is a directory" in html.stderr and "--no-checkpoint" not in html.stderr
+
+
+def test_a_key_file_saved_with_a_bom_works(tmp_path):
+    from qxt_pandas._secret import Secret
+
+    assert Secret.wrap("\ufeff" + SECRET + "\r\n").reveal() == SECRET
+    options = qxt_pandas.CheckOptions(max_age=__import__("numpy").timedelta64(1, "D"))
+    assert options.max_age == 86400
