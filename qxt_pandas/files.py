@@ -238,7 +238,11 @@ class Source:
         encoding = "utf8" if self.encoding in ("utf-8", "utf-8-sig") else self.encoding
         reader = pa_csv.open_csv(
             self.path,
-            read_options=pa_csv.ReadOptions(encoding=encoding, block_size=BLOCK_BYTES),
+            # our names, the file's header row skipped as a parsed row: a BOM or two, or a newline in a quoted
+            # name, never reach Arrow's own naming
+            read_options=pa_csv.ReadOptions(
+                encoding=encoding, block_size=BLOCK_BYTES, column_names=self.columns, skip_rows_after_names=1
+            ),
             parse_options=pa_csv.ParseOptions(delimiter=self.delimiter, newlines_in_values=True),
             convert_options=pa_csv.ConvertOptions(
                 column_types={c: pa.string() for c in self.columns},
@@ -281,9 +285,14 @@ def open_source(path: str | os.PathLike[str], *, encoding: str | None = None, sh
                          "line(s) above the header.")  # fmt: skip
     if not header.strip():
         raise InputError(f"{path} is empty: a CSV export needs a header line.")
-    names = pa_csv.read_csv(
-        pa.py_buffer(header.encode()), parse_options=pa_csv.ParseOptions(delimiter=delimiter)
-    ).column_names
+    try:  # the header as Arrow parses it (a quoted name may hold a newline), from the first block only
+        names = pa_csv.open_csv(path, read_options=pa_csv.ReadOptions(encoding="utf8" if encoding.startswith("utf-8")
+                                                                      else encoding, block_size=1 << 20),
+                                parse_options=pa_csv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+                                convert_options=pa_csv.ConvertOptions(column_types={})).schema.names  # fmt: skip
+    except pa.ArrowException as exc:
+        raise InputError(f"{path}: the header cannot be read ({exc}). Nothing was asked or paid for.") from None
+    names = [name.lstrip("\ufeff").strip() if isinstance(name, str) else name for name in names]
     return Source(path, "csv", _text_schema(names), encoding, delimiter)
 
 

@@ -149,3 +149,15 @@ def test_a_key_file_saved_with_a_bom_works(tmp_path):
     assert Secret.wrap("\ufeff" + SECRET + "\r\n").reveal() == SECRET
     options = qxt_pandas.CheckOptions(max_age=__import__("numpy").timedelta64(1, "D"))
     assert options.max_age == 86400
+
+
+def test_a_double_bom_and_a_newline_in_a_column_name_are_read(tmp_path):
+    (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbf\xef\xbb\xbfmobile,name\n13972565391,a\n")
+    (tmp_path / "nl.csv").write_text('"mobile","the\nname"\n13972565391,a\n', encoding="utf-8")
+    sim = rich()
+    with serve(sim) as url:
+        for name in ("bom.csv", "nl.csv"):
+            result = qxt("check", tmp_path / name, "--column", "mobile", "--output", tmp_path / f"o-{name}",
+                         "--base-url", url)  # fmt: skip
+            assert result.returncode == 0, result.stderr
+            assert pd.read_csv(tmp_path / f"o-{name}", dtype=str)["Status"].tolist() == ["正常"]
