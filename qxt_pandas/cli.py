@@ -84,12 +84,15 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--timeout", type=float, default=10.0, help="seconds per attempt (default 10)")
         p.add_argument("--retries", type=int, default=3, help="retries of transient faults (default 3)")
 
-    check = commands.add_parser(
-        "check", help="check a column of an export and write it with the results",
-        description="Check the numbers in one column of INPUT (CSV/TSV, Parquet, .xlsx) and write every row "
+    def command(name: str, summary: str, description: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=summary, description=description, epilog=EPILOG,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+
+    check = command(
+        "check", "check a column of an export and write it with the results",
+        "Check the numbers in one column of INPUT (CSV/TSV, Parquet, .xlsx) and write every row "
         "with the result columns to OUTPUT (.parquet, .csv, .tsv, .xlsx). Each distinct number is paid for once; "
         "with --checkpoint, a second run pays only for what is new.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     check.add_argument("input", type=Path)
     check.add_argument("--column", required=True, help="the column holding the mobile numbers")
@@ -143,12 +146,11 @@ def _parser() -> argparse.ArgumentParser:
     service_options(check)
     privacy_options(check)
 
-    forget = commands.add_parser(
-        "forget", help="remove answers from a store for good, by number or by age",
-        description="Remove from STORE (a checkpoint directory or a PostgreSQL URI) every answer for the numbers "
+    forget = command(
+        "forget", "remove answers from a store for good, by number or by age",
+        "Remove from STORE (a checkpoint directory or a PostgreSQL URI) every answer for the numbers "
         "in --numbers FILE (one a line, any spelling; or a column of a CSV/xlsx/Parquet with --column), and/or "
         "older than --older-than AGE. Prints how many numbers' answers were removed.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     forget.add_argument("store", type=_location, help="a checkpoint directory or a PostgreSQL URI")
     forget.add_argument("--numbers", type=Path, metavar="FILE", help="the numbers to forget")
@@ -157,11 +159,10 @@ def _parser() -> argparse.ArgumentParser:
     forget.add_argument("--dry-run", action="store_true", help="count what would be removed; remove nothing")
     privacy_options(forget)
 
-    report = commands.add_parser(
-        "report", help="what a checkpoint holds and what each run was charged",
-        description="Summarize CHECKPOINT: numbers answered by Status, carrier and province, the share ported, "
+    report = command(
+        "report", "what a checkpoint holds and what each run was charged",
+        "Summarize CHECKPOINT: numbers answered by Status, carrier and province, the share ported, "
         "and every run's receipt (balance before and after; charged against delivered).",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     report.add_argument("checkpoint", type=_location, help="a checkpoint directory or a PostgreSQL URI")
     report.add_argument("--json", action="store_true", help="print the report as JSON, for machines")

@@ -185,8 +185,8 @@ _CSS = (
     ".qxt-sim{background:#fff4d6;border:2px solid #e0a800;padding:.6rem .8rem;border-radius:4px}"
     "@media print{body{max-width:none}.qxt-charts svg{break-inside:avoid}}"
     # a phone: charts keep a readable size and scroll sideways, as the tables do
-    "@media (max-width:600px){.qxt-charts{overflow-x:auto}.qxt-charts svg{width:560px;max-width:none}"
-    "body{padding:0 .5rem}h3{font-size:1.05rem}}"
+    "@media (max-width:600px){.qxt-charts{overflow-x:auto}"
+    ".qxt-charts svg{width:560px!important;max-width:none!important}body{padding:0 .5rem}h3{font-size:1.05rem}}"
 )
 
 
