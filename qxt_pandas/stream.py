@@ -205,6 +205,7 @@ def check_file(
         run: EngineResult = run_sync(query(prepared, options))
         if run.stopped is not None:
             raise stopped_error(run, prepared, None)  # no output: it would be incomplete
+        summary.plan = prepared.plan(options.budget)  # answers another run gave meanwhile count as stored
         results = Results(prepared.numbers, *outcome(prepared, run))
         prepared.known = prepared.known.slice(0, 0)  # the results hold what rows need: let the answers go
         summary.paid, summary.failed = run.paid, len(run.failures)

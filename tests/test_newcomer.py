@@ -161,3 +161,42 @@ def test_a_double_bom_and_a_newline_in_a_column_name_are_read(tmp_path):
                          "--base-url", url)  # fmt: skip
             assert result.returncode == 0, result.stderr
             assert pd.read_csv(tmp_path / f"o-{name}", dtype=str)["Status"].tolist() == ["正常"]
+
+
+def test_answers_another_run_gave_count_as_taken_from_the_checkpoint(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import wait_for
+
+    sim = rich(latency=0.05)
+    numbers = [f"135{i:08d}" for i in range(400)]
+    pd.DataFrame({"m": numbers}).to_csv(tmp_path / "in.csv", index=False)
+    env = {**__import__("os").environ, "QXT_APIKEY": SECRET}
+    with serve(sim) as url:
+        args = [
+            sys.executable,
+            "-m",
+            "qxt_pandas.cli",
+            "check",
+            str(tmp_path / "in.csv"),
+            "--column",
+            "m",
+            "--checkpoint",
+            str(tmp_path / "c.qxt"),
+            "--base-url",
+            url,
+            "--progress",
+            "off",
+            "--concurrency",
+            "8",
+        ]
+        first = subprocess.Popen([*args, "--output", str(tmp_path / "a.csv")], env=env, stderr=subprocess.PIPE,
+                                 text=True)  # fmt: skip
+        assert wait_for(lambda: len(sim.ledger) >= 20, timeout=60)
+        second = subprocess.run([*args, "--output", str(tmp_path / "b.csv")], env=env, capture_output=True, text=True)
+        first.communicate(timeout=120)
+    assert second.returncode == 0 and sim.ledger.paid_twice() == {}
+    taken = int(re.search(r"from the checkpoint ([\d,]+)", second.stderr).group(1).replace(",", ""))
+    paid = int(re.search(r"paid queries ([\d,]+)", second.stderr).group(1).replace(",", ""))
+    assert taken > 0 and taken + paid >= 390  # every number accounted for: stored, or paid by this run
