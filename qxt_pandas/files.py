@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -188,6 +189,7 @@ class Source:
     delimiter: str = ","
     sheet: str | None = None
     note: str = ""  # what the user should know about how it was read (which sheet)
+    block_bytes: int = BLOCK_BYTES  # Arrow's CSV block: at least twice the longest line (a 5 MiB row reads)
 
     def __post_init__(self) -> None:
         twice = sorted(name for name, n in Counter(self.columns).items() if n > 1)
@@ -235,15 +237,35 @@ class Source:
             yield from self._csv(columns)
 
     def _csv(self, columns: list[str] | None) -> Iterator[pa.RecordBatch]:
+        bad: list[str] = []
+
+        def ragged(row: Any) -> str:
+            bad.append(f"has {row.actual_columns} fields where the header has {row.expected_columns}")
+            bad.append(row.text or "")
+            return "error"
+
+        try:
+            yield from self._csv_reader(columns, ragged)
+        except pa.ArrowInvalid as exc:
+            if not bad:
+                raise InputError(f"{self.path} cannot be read as CSV: {exc}. Nothing was asked or paid for.") from None
+            line = _line_of(self.path, bad[1], self.encoding or "utf-8")
+            where = f"line {line:,}" if line else "a row"
+            raise InputError(f"{self.path}: {where} {bad[0]}. Quote values that hold the delimiter, or fix the "
+                             "row. Nothing was asked or paid for.") from None  # fmt: skip
+
+    def _csv_reader(self, columns: list[str] | None, ragged: Any) -> Any:
         encoding = "utf8" if self.encoding in ("utf-8", "utf-8-sig") else self.encoding
         reader = pa_csv.open_csv(
             self.path,
             # our names, the file's header row skipped as a parsed row: a BOM or two, or a newline in a quoted
             # name, never reach Arrow's own naming
             read_options=pa_csv.ReadOptions(
-                encoding=encoding, block_size=BLOCK_BYTES, column_names=self.columns, skip_rows_after_names=1
+                encoding=encoding, block_size=self.block_bytes, column_names=self.columns, skip_rows_after_names=1
             ),
-            parse_options=pa_csv.ParseOptions(delimiter=self.delimiter, newlines_in_values=True),
+            parse_options=pa_csv.ParseOptions(
+                delimiter=self.delimiter, newlines_in_values=True, invalid_row_handler=ragged
+            ),
             convert_options=pa_csv.ConvertOptions(
                 column_types={c: pa.string() for c in self.columns},
                 include_columns=columns,
@@ -251,7 +273,32 @@ class Source:
                 quoted_strings_can_be_null=False,
             ),
         )
-        yield from reader
+        return reader
+
+
+def _line_of(path: Path, text: str, encoding: str) -> int | None:
+    """The line of ``path`` where the row ``text`` starts (None if it cannot be found)."""
+    try:
+        needle = text.encode("utf-8" if encoding.startswith("utf-8") else encoding)
+        data = path.read_bytes()
+    except (OSError, LookupError, UnicodeError):
+        return None
+    at = data.find(needle)
+    return None if at < 0 or not needle else data.count(b"\n", 0, at) + 1
+
+
+def _longest_line(path: Path) -> int:
+    """The longest line of ``path`` in bytes, found a block at a time with numpy (GB/s)."""
+    longest, carry = 0, 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 24):
+            ends = np.flatnonzero(np.frombuffer(block, np.uint8) == 10)
+            if len(ends) == 0:
+                carry += len(block)
+                continue
+            longest = max(longest, carry + int(ends[0]) + 1, int(np.diff(ends).max(initial=0)))
+            carry = len(block) - int(ends[-1]) - 1
+    return max(longest, carry)
 
 
 def open_source(path: str | os.PathLike[str], *, encoding: str | None = None, sheet: str | None = None) -> Source:
@@ -285,15 +332,19 @@ def open_source(path: str | os.PathLike[str], *, encoding: str | None = None, sh
                          "line(s) above the header.")  # fmt: skip
     if not header.strip():
         raise InputError(f"{path} is empty: a CSV export needs a header line.")
+    block = BLOCK_BYTES  # at least twice the longest line: Arrow cannot read a row that straddles two blocks
+    while block < 2 * _longest_line(path) and block < 1 << 30:
+        block *= 2
     try:  # the header as Arrow parses it (a quoted name may hold a newline), from the first block only
         names = pa_csv.open_csv(path, read_options=pa_csv.ReadOptions(encoding="utf8" if encoding.startswith("utf-8")
-                                                                      else encoding, block_size=1 << 20),
-                                parse_options=pa_csv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+                                                                      else encoding, block_size=block),
+                                parse_options=pa_csv.ParseOptions(delimiter=delimiter, newlines_in_values=True,
+                                                                  invalid_row_handler=lambda row: "skip"),
                                 convert_options=pa_csv.ConvertOptions(column_types={})).schema.names  # fmt: skip
     except pa.ArrowException as exc:
         raise InputError(f"{path}: the header cannot be read ({exc}). Nothing was asked or paid for.") from None
     names = [name.lstrip("\ufeff").strip() if isinstance(name, str) else name for name in names]
-    return Source(path, "csv", _text_schema(names), encoding, delimiter)
+    return Source(path, "csv", _text_schema(names), encoding, delimiter, block_bytes=block)
 
 
 def _text_schema(names: list[str]) -> pa.Schema:

@@ -200,3 +200,18 @@ def test_answers_another_run_gave_count_as_taken_from_the_checkpoint(tmp_path):
     taken = int(re.search(r"from the checkpoint ([\d,]+)", second.stderr).group(1).replace(",", ""))
     paid = int(re.search(r"paid queries ([\d,]+)", second.stderr).group(1).replace(",", ""))
     assert taken > 0 and taken + paid >= 390  # every number accounted for: stored, or paid by this run
+
+
+def test_a_ragged_row_is_named_by_line_and_a_5_mib_row_is_read(tmp_path):
+    (tmp_path / "rag.csv").write_text("mobile,name\n13972565391,a\n13900000001,b,extra\n")
+    (tmp_path / "big.csv").write_text("mobile,note\n13972565391," + "x" * (5 << 20) + "\n13900000001,y\n")
+    sim = rich()
+    with serve(sim) as url:
+        ragged = qxt("check", tmp_path / "rag.csv", "--column", "mobile", "--output", tmp_path / "r.csv",
+                     "--base-url", url)  # fmt: skip
+        assert ragged.returncode == 2 and "line 3 has 3 fields where the header has 2" in ragged.stderr
+        assert len(sim.ledger) == 0
+        big = qxt("check", tmp_path / "big.csv", "--column", "mobile", "--output", tmp_path / "b.parquet",
+                  "--base-url", url)  # fmt: skip
+    assert big.returncode == 0, big.stderr
+    assert pd.read_parquet(tmp_path / "b.parquet")["note"].str.len().max() == 5 << 20
