@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 from conftest import SAMPLE, SECRET, make_simulator, qxt
@@ -147,7 +149,7 @@ def test_a_key_file_saved_with_a_bom_works(tmp_path):
     from qxt_pandas._secret import Secret
 
     assert Secret.wrap("\ufeff" + SECRET + "\r\n").reveal() == SECRET
-    options = qxt_pandas.CheckOptions(max_age=__import__("numpy").timedelta64(1, "D"))
+    options = qxt_pandas.CheckOptions(max_age=np.timedelta64(1, "D"))
     assert options.max_age == 86400
 
 
@@ -172,7 +174,7 @@ def test_answers_another_run_gave_count_as_taken_from_the_checkpoint(tmp_path):
     sim = rich(latency=0.05)
     numbers = [f"135{i:08d}" for i in range(400)]
     pd.DataFrame({"m": numbers}).to_csv(tmp_path / "in.csv", index=False)
-    env = {**__import__("os").environ, "QXT_APIKEY": SECRET}
+    env = {**os.environ, "QXT_APIKEY": SECRET}
     with serve(sim) as url:
         args = [
             sys.executable,

@@ -16,7 +16,9 @@ from conftest import SECRET, make_simulator, qxt, wait_for
 
 import qxt_pandas
 from qxt_pandas import errors as E
+from qxt_pandas._secret import Secret
 from qxt_pandas.checkpoint import Checkpoint
+from qxt_pandas.keyed import fingerprint
 from qxt_pandas.simulator import Faults, answer, serve
 
 KEY = "a-store-key-for-tests-only-0123456789"
@@ -77,8 +79,7 @@ def test_a_keyed_store_reveals_no_number_and_a_plain_one_does(store, tmp_path):
     assert again["Status"].tolist() == first["Status"].tolist()
     assert paid == len(sim.ledger) and KEY.encode() not in stored_bytes(store)
     if not store.startswith("postgres"):
-        Checkpoint(store, service="127.0.0.1", key=__import__("qxt_pandas.keyed").keyed.fingerprint(
-            __import__("qxt_pandas._secret")._secret.Secret(KEY))).compact()  # fmt: skip
+        Checkpoint(store, service="127.0.0.1", key=fingerprint(Secret(KEY))).compact()
         assert revealed(stored_bytes(store), NUMBERS) == 0
     made = qxt_pandas.report(store)  # a report needs no key: it counts, it never names a number
     assert made.answered == int((first["qxt_code"] == 0).sum())
