@@ -30,11 +30,16 @@ FONT_STACK = ("system-ui, -apple-system, 'PingFang SC', 'Microsoft YaHei', 'Noto
 _COLORS = ("#2f6fb0", "#d9822b", "#3a9a5b", "#b8413c", "#7b5ea7", "#8c6d46", "#c25a94", "#6b7b8c")
 
 
+def top_with_others(counts: Mapping[str, int], top: int) -> dict[str, int]:
+    """The ``top`` largest of ``counts``, then the rest summed as 其他 others (so shares stay of the whole)."""
+    items = sorted(counts.items(), key=lambda kv: -kv[1])
+    rest = sum(n for _, n in items[top:])
+    return dict(items[:top]) | ({"其他 others": rest} if rest else {})
+
+
 def bars(title: str, counts: Mapping[str, int], *, top: int | None = None) -> str:
     """A horizontal bar chart of ``counts`` (largest first) as an inline SVG element."""
-    items = sorted(counts.items(), key=lambda kv: -kv[1])
-    if top is not None and len(items) > top:
-        items = [*items[:top], ("其他 others", sum(n for _, n in items[top:]))]
+    items = list(top_with_others(counts, top).items()) if top else sorted(counts.items(), key=lambda kv: -kv[1])
     total = sum(n for _, n in items) or 1
     row, label_w, bar_w, pad = 26, 150, 300, 8
     height = 30 + row * max(len(items), 1)

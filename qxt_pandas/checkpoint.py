@@ -69,7 +69,7 @@ from .journal import (
     warn_once,
 )
 from .receipts import append_receipt, read_runs, recover
-from .store import check_key
+from .store import check_key, refuse_other_kind
 
 if TYPE_CHECKING:
     from .claims import Claim
@@ -166,12 +166,8 @@ class Checkpoint:
             if self.simulator is None:
                 self._meta = {**self._meta, "format": FORMAT, "simulator": simulator}
                 self._write_meta(self._meta)
-        if self.simulator != simulator:
-            held, now = ("simulated", "the real service") if self.simulator else ("real", "the bundled simulator")
-            raise CheckpointError(
-                f"The checkpoint {self.path} holds {held} answers, but the service at {self.service} is "
-                f"{now}. Answers never cross between the simulator and the vendor: use another checkpoint path."
-            )
+        refuse_other_kind(f"checkpoint {self.path}", self.service, self.simulator, simulator,
+                          "use another checkpoint path.")  # fmt: skip
 
     # -- reading ---------------------------------------------------------------
 
@@ -280,8 +276,7 @@ class Checkpoint:
         with lock(self.path / "compact.lock"):
             journals = self.files("journal")
             closed = [j for j in journals if not held_elsewhere(j)]
-            parts = self.files("part")
-            read = [(f, self._read_part(f)) for f in parts] + [(j, read_journal(j, 0)[0]) for j in closed]
+            read = self._read_folded(closed, recover_receipts=not dry_run)
             tables = [t for _, t in read if t is not None]
             history = pa.concat_tables(tables) if tables else ANSWER_SCHEMA.empty_table()
             drop = pc.is_in(history["mobile"], value_set=wanted)
@@ -325,12 +320,8 @@ class Checkpoint:
             journals = [j for j in self.files("journal") if not held_elsewhere(j)]
             if not journals:
                 return False
-            parts = self.files("part")
-            read = [(f, self._read_part(f)) for f in parts] + [(j, read_journal(j, 0)[0]) for j in journals]
+            read = self._read_folded(journals)
             folded = [(f, t) for f, t in read if t is not None]
-            for journal, table in read[len(parts) :]:
-                if table is not None:
-                    recover(self.path, journal.name, table)  # a run killed before its receipt's end
             name, tmp = self._write_part(pa.concat_tables([t for _, t in folded]))
             damaged = [f for f, t in read if t is None and f.exists()] + [f for f, _ in folded if f in DAMAGED]
             with lock(self.path / "read.lock"):  # readers see the old files or the new part, never neither
@@ -342,6 +333,18 @@ class Checkpoint:
                     _set_aside(f)
                 fsync_dir(self.path)
             return True
+
+    def _read_folded(
+        self, journals: list[Path], *, recover_receipts: bool = True
+    ) -> list[tuple[Path, pa.Table | None]]:
+        """Every part and the closed ``journals``, read (None: unreadable), for a fold; the receipt of a run
+        killed before its end is ended from its journal, which the fold removes."""
+        parts = self.files("part")
+        read = [(f, self._read_part(f)) for f in parts] + [(j, read_journal(j, 0)[0]) for j in journals]
+        for journal, table in read[len(parts) :] if recover_receipts else []:
+            if table is not None:
+                recover(self.path, journal.name, table)
+        return read
 
     def _write_part(self, everything: pa.Table) -> tuple[str, Path]:
         """The newest answer per number, written to a temporary part in slices; (its name, the temporary path).

@@ -51,8 +51,8 @@ import pyarrow as pa
 from .claims import Claim
 from .errors import CheckpointError, StoreUnavailableError
 from .journal import ANSWER_SCHEMA, Answer, read_journal
-from .receipts import merge_runs
-from .store import check_key
+from .receipts import merge_runs, recovered_end
+from .store import check_key, refuse_other_kind
 
 __all__ = ["COMMIT_BATCH", "COMMIT_EVERY", "LEASE", "PostgresStore", "without_password"]
 
@@ -236,12 +236,8 @@ class PostgresStore:
                         (json.dumps(simulator),))  # fmt: skip
             cur.execute(self._q("select value from S.meta where key = 'simulator'"))
             self._meta["simulator"] = json.loads(cur.fetchone()[0])
-        if self.simulator != simulator:
-            held, now = ("simulated", "the real service") if self.simulator else ("real", "the bundled simulator")
-            raise CheckpointError(
-                f"The store {self.location} holds {held} answers, but the service at {self.service} is {now}. "
-                "Answers never cross between the simulator and the vendor: use another schema (?schema=)."
-            )
+        refuse_other_kind(f"store {self.location}", self.service, self.simulator, simulator,
+                          "use another schema (?schema=).")  # fmt: skip
 
     # -- answers ---------------------------------------------------------------------
 
@@ -254,12 +250,16 @@ class PostgresStore:
                 cur.execute(self._q(f"select {_COLUMNS} from S.answers where checked_at >= %s"), (since,))
                 rows = cur.fetchall()
             else:
-                wanted = numbers.to_pylist()
-                lookup = self._q(f"select {_COLUMNS} from S.answers where mobile = any(%s) and checked_at >= %s")
-                for start in range(0, len(wanted), _LOOKUP_BATCH):
-                    cur.execute(lookup, (wanted[start : start + _LOOKUP_BATCH], since))
-                    rows += cur.fetchall()
+                rows = self._lookup(cur, numbers.to_pylist(), since)
         return _table(rows)
+
+    def _lookup(self, cur: Any, numbers: list[str], since: float) -> list[tuple]:
+        """The stored answers of ``numbers`` no older than ``since``, by primary key, in batches."""
+        query, rows = self._q(f"select {_COLUMNS} from S.answers where mobile = any(%s) and checked_at >= %s"), []
+        for start in range(0, len(numbers), _LOOKUP_BATCH):
+            cur.execute(query, (numbers[start : start + _LOOKUP_BATCH], since))
+            rows += cur.fetchall()
+        return rows
 
     def writer(self) -> PostgresWriter:
         self._register()
@@ -314,9 +314,7 @@ class PostgresStore:
         with self._tx() as cur:
             cur.execute("select pg_advisory_xact_lock(%s)", (_CLAIMS_LOCK,))
             cur.execute(self._q("update S.runs set heartbeat = now() where run = %s"), (self.run,))
-            cur.execute(self._q(f"select {_COLUMNS} from S.answers where mobile = any(%s) and checked_at >= %s"),
-                        (numbers, since))  # fmt: skip
-            answered = _table(cur.fetchall())
+            answered = _table(self._lookup(cur, numbers, since))
             done = set(answered["mobile"].to_pylist())
             pending = [n for n in numbers if n not in done]
             cur.execute(self._q(f"delete from S.claims c where mobile = any(%s) and run not in ({_LIVE})"), (pending,))
@@ -367,10 +365,7 @@ class PostgresStore:
                     cur.execute(self._q("select code, count(*) from S.answers where run = %s group by code"),
                                 (run.get("journal"),))  # fmt: skip
                     counts = {str(code): int(n) for code, n in cur.fetchall()}
-                    run.update(ended=None, recovered=True, by_code=counts, paid=counts.get("0", 0)
-                               + counts.get("-101", 0), failures=None, requests=None, balance_after=None,
-                               stopped="the run ended without its record (killed?); its answers were counted "
-                               "from the store")  # fmt: skip
+                    run.update(recovered_end(counts, "the store"))
         return runs
 
     def forget(

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from .engine import EngineResult
     from .store import AnswerWriter, Store
 
-__all__ = ["RECEIPTS", "Receipt", "append_receipt", "merge_runs", "read_runs", "recover"]
+__all__ = ["RECEIPTS", "Receipt", "append_receipt", "merge_runs", "read_runs", "recover", "recovered_end"]
 
 RECEIPTS = "receipts.jsonl"
 
@@ -79,12 +79,16 @@ def recover(directory: Path, journal: str, answers: pa.Table) -> None:
             counted = pc.value_counts(answers["code"])
             codes, numbers = counted.field("values").to_pylist(), counted.field("counts").to_pylist()
             counts = {str(code): int(n) for code, n in zip(codes, numbers, strict=True)}
-            append_receipt(directory, {
-                "run": run["run"], "event": "end", "ended": None, "recovered": True, "by_code": counts,
-                "paid": sum(counts.get(str(code), 0) for code in PAID_CODES), "failures": None, "requests": None,
-                "balance_after": None,
-                "stopped": "the run ended without its record (killed?); its answers were counted from its journal",
-            })  # fmt: skip
+            append_receipt(directory, {"run": run["run"], "event": "end", **recovered_end(counts, "its journal")})
+
+
+def recovered_end(counts: dict[str, int], source: str) -> dict[str, Any]:
+    """The end of the receipt of a run that died without writing it: its answers by code, counted from ``source``."""
+    return {
+        "ended": None, "recovered": True, "by_code": counts, "failures": None, "requests": None,
+        "paid": sum(counts.get(str(code), 0) for code in PAID_CODES), "balance_after": None,
+        "stopped": f"the run ended without its record (killed?); its answers were counted from {source}",
+    }  # fmt: skip
 
 
 def read_runs(directory: Path, *, warn: bool = True) -> list[dict[str, Any]]:

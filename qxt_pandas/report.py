@@ -28,7 +28,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .charts import FONT_STACK, bars, table_html
+from .charts import FONT_STACK, bars, table_html, top_with_others
 from .errors import CHARGED_UNREADABLE
 from .results import NO_STATUS
 from .store import open_existing
@@ -126,7 +126,7 @@ class Report:
             lines.append("no answers yet: run a check with this checkpoint")
         whole = self.answered or 1
         for title, counts in (("by Status", self.by_status), ("by carrier now", self.by_carrier),
-                              ("provinces", _top(self.by_province))):  # fmt: skip
+                              ("provinces", top_with_others(self.by_province, TOP_PROVINCES))):  # fmt: skip
             lines.append(f"{title}: " + (", ".join(f"{k} {v:,} ({v / whole:.1%})" for k, v in counts.items()) or "-"))
         lines.append(f"ported: {self.ported / self.answered:.1%} of answered" if self.answered else "ported: -")
         if self.unreadable:
@@ -268,13 +268,6 @@ def _moment(text: Any) -> float | None:
         return datetime.datetime.strptime(str(text), "%Y-%m-%dT%H:%M:%S%z").timestamp()
     except ValueError:
         return None
-
-
-def _top(counts: dict[str, int]) -> dict[str, int]:
-    """The largest :data:`TOP_PROVINCES`, then the rest summed as 其他 others."""
-    items = sorted(counts.items(), key=lambda kv: -kv[1])
-    rest = sum(n for _, n in items[TOP_PROVINCES:])
-    return dict(items[:TOP_PROVINCES]) | ({"其他 others": rest} if rest else {})
 
 
 def _with_unknown(provinces: dict[str, int], answered: int) -> dict[str, int]:

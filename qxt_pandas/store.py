@@ -36,6 +36,7 @@ __all__ = [
     "is_database",
     "open_existing",
     "open_store",
+    "refuse_other_kind",
     "shown",
 ]
 
@@ -147,6 +148,15 @@ def open_existing(location: str | os.PathLike[str], key: Secret | object | None 
     except (OSError, ValueError, AttributeError):
         service = None
     return open_store(path, service=str(service), key=key)  # a damaged meta.json is refused here, with what to do
+
+
+def refuse_other_kind(where: str, service: str, stored: bool | None, simulator: bool, instead: str) -> None:
+    """Refuse a store bound to the other kind of service (the simulator, or the vendor): answers never cross."""
+    if stored is None or stored == simulator:
+        return
+    held, now = ("simulated", "the real service") if stored else ("real", "the bundled simulator")
+    raise CheckpointError(f"The {where} holds {held} answers, but the service at {service} is {now}. Answers never "
+                          f"cross between the simulator and the vendor: {instead}")  # fmt: skip
 
 
 def check_key(location: str, recorded: str | None, given: object) -> None:
