@@ -13,13 +13,14 @@ import asyncio
 import contextlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
+_FLOCK: bool = fcntl is not None  # (a bool, so that type checkers on Linux keep the Windows branch)
 
 __all__ = ["alock", "held_elsewhere", "lock", "open_locked", "try_lock"]
 
@@ -45,7 +46,7 @@ def open_locked(path: Path, *, append: bool = True) -> int:
 
 def held_elsewhere(path: Path) -> bool:
     """True while some open file (another process, or another open here) holds a lock on ``path``."""
-    if fcntl is None:  # pragma: no cover
+    if not _FLOCK:  # pragma: no cover
         return True
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -103,7 +104,7 @@ def try_lock(path: Path) -> Iterator[bool]:
 
 
 @contextlib.asynccontextmanager
-async def alock(path: Path, *, poll: float = 0.01):
+async def alock(path: Path, *, poll: float = 0.01) -> AsyncIterator[None]:
     """An exclusive lock taken without blocking the event loop (so other tasks, and Ctrl-C, go on)."""
     while True:
         with try_lock(path) as taken:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import quote, quote_plus
 
 
@@ -43,7 +43,7 @@ class Secret:
 
     __str__ = __repr__
 
-    def __reduce__(self):
+    def __reduce__(self) -> NoReturn:
         raise TypeError("the API key is not pickled; pass it to each process instead")
 
     def __dask_tokenize__(self) -> tuple[str, str]:

@@ -59,7 +59,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         key = (url.scheme, url.host)
         if key not in self._proxies:
             proxies = urllib.request.getproxies_environment()
-            bypass = urllib.request.proxy_bypass_environment(url.host, proxies) if proxies else True
+            bypass = urllib.request.proxy_bypass_environment(url.host, proxies) if proxies else True  # type: ignore[attr-defined]  # (undocumented, not in typeshed)
             self._proxies[key] = None if bypass else proxies.get(url.scheme)
         return self._proxies[key]
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import html
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = ["CJK_FONTS", "FONT_STACK", "bars", "cjk_font", "table_html"]
@@ -63,7 +63,7 @@ def bars(title: str, counts: Mapping[str, int], *, top: int | None = None) -> st
     return "".join(out)
 
 
-def table_html(rows: list[tuple[object, ...]], header: tuple[str, ...] | None = None) -> str:
+def table_html(rows: Sequence[tuple[object, ...]], header: tuple[str, ...] | None = None) -> str:
     """A plain HTML table (values escaped)."""
     head = "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>" if header else ""
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>" for row in rows)

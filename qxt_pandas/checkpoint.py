@@ -48,7 +48,7 @@ import time
 import uuid
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -113,7 +113,7 @@ class Checkpoint:
 
     # -- which service's answers -----------------------------------------------
 
-    def _read_meta(self) -> dict:
+    def _read_meta(self) -> dict[str, Any]:
         meta_path = self.path / "meta.json"
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
@@ -142,7 +142,7 @@ class Checkpoint:
             raise CheckpointError(f"{self.path} was written by a newer qxt-pandas; upgrade to read it.")
         return meta
 
-    def _write_meta(self, meta: dict, *, exclusive: bool = False) -> None:
+    def _write_meta(self, meta: dict[str, Any], *, exclusive: bool = False) -> None:
         try:
             write_atomically(self.path / "meta.json", json.dumps(meta).encode(), exclusive=exclusive)
         except FileExistsError:
@@ -184,11 +184,11 @@ class Checkpoint:
 
         return await claim_numbers(self, numbers, max_age)
 
-    def add_receipt(self, record: dict) -> None:
+    def add_receipt(self, record: dict[str, Any]) -> None:
         """Append one line to the receipts (see receipts.py)."""
         append_receipt(self.path, record)
 
-    def runs(self) -> list[dict]:
+    def runs(self) -> list[dict[str, Any]]:
         """Every run's receipt, oldest first."""
         return read_runs(self.path)
 
@@ -252,14 +252,15 @@ class Checkpoint:
                 if journal.stat().st_size == 0 and not held_elsewhere(journal):
                     journal.unlink(missing_ok=True)
 
-    def tidy(self, retention: float | None = None) -> bool:
+    def tidy(self, retention: float | None = None) -> None:
         """Forget answers older than ``retention`` s, if given; compact when it pays: 8+ closed journals,
         or journals a tenth the size of the parts."""
         if retention is not None and self.forget(older_than=retention):
-            return True  # forgetting compacted everything closed
+            return  # forgetting compacted everything closed
         journals = [j.stat().st_size for j in self.files("journal")]
         parts = sum(p.stat().st_size for p in self.files("part"))
-        return (len(journals) >= 8 or sum(journals) * 10 >= parts) and self.compact()
+        if len(journals) >= 8 or sum(journals) * 10 >= parts:
+            self.compact()
 
     def forget(
         self, numbers: list[str] | None = None, older_than: float | None = None, *, dry_run: bool = False

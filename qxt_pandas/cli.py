@@ -12,6 +12,7 @@ import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, TextIO, cast
 
 from . import __version__
 from ._durable import write_atomically
@@ -35,6 +36,7 @@ from .masking import mask_text, numbers_shown
 from .options import CheckOptions
 from .outputs import AtomicWriter, Targets
 from .pipeline import read_balance
+from .protocol import Balance
 from .report import report
 from .store import is_database, shown
 from .stream import check_file, plan_file
@@ -251,7 +253,14 @@ def _say(message: str) -> None:
     print(f"qxt: {mask_text(message)}", file=sys.stderr, flush=True)
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
     _say(f"warning: {message}")
 
 
@@ -343,7 +352,7 @@ def _checkpoint_path(args: argparse.Namespace) -> Path | str | None:
             raise ConfigurationError("--checkpoint and --no-checkpoint contradict each other; give one.")
         return None
     if args.checkpoint is not None:
-        return args.checkpoint
+        return cast("Path | str", args.checkpoint)
     if args.output is None:
         return None
     default = args.output.with_name(args.output.stem + ".qxt")
@@ -351,7 +360,7 @@ def _checkpoint_path(args: argparse.Namespace) -> Path | str | None:
 
 
 @contextlib.contextmanager
-def _service(args: argparse.Namespace) -> Iterator[dict]:
+def _service(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
     """The client options: the bundled simulator on loopback, or the configured service and key."""
     common = {"timeout": args.timeout, "retries": args.retries}
     if args.simulate:
@@ -415,7 +424,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _print_balance(options: CheckOptions) -> int:
-    async def read():
+    async def read() -> Balance:
         async with options.client() as client:
             return await read_balance(client)
 

@@ -269,8 +269,10 @@ class AsyncClient:
             # closed lid) the answers that arrived meanwhile are read, not timed out and paid again.
             async with awake_timeout(self.timeout):
                 if self._fast and wire.data:  # the hot path: aiohttp, no httpx objects
-                    return await self._transport.post(self._url_text[endpoint], body,  # type: ignore[attr-defined]
-                                                      self._plain_form_headers)  # fmt: skip
+                    reply: Reply = await self._transport.post(  # type: ignore[attr-defined]
+                        self._url_text[endpoint], body, self._plain_form_headers
+                    )
+                    return reply
                 if wire.params:
                     url = url.copy_merge_params(wire.params)
                 request = httpx.Request(wire.method, url, headers=self._form_headers if wire.data else self._headers,

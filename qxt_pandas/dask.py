@@ -28,8 +28,8 @@ from __future__ import annotations
 from typing import Any
 
 try:
-    import dask
     import dask.dataframe as dd
+    from dask.delayed import delayed
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise ImportError("ddf.qxt needs Dask: pip install 'qxt-pandas[dask]'") from exc
 import numpy as np
@@ -82,7 +82,7 @@ class DaskAccessor:
             .repartition(npartitions=tasks)
         )
         answers = numbers.map_partitions(query_numbers, opts, tasks, meta=answers_frame())
-        everything = dask.delayed(pd.concat)(answers.to_delayed(), ignore_index=True)
+        everything = delayed(pd.concat)(answers.to_delayed(), ignore_index=True)
         meta, result_meta = self._frame._meta.copy(), _result_meta()
         for name, source in zip(names, RESULT_COLUMNS, strict=True):
             meta[name] = result_meta[source].array

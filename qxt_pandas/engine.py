@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import time
 import warnings
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ._sync import drainable, draining
 from .client import AsyncClient
@@ -43,7 +45,13 @@ __all__ = ["DEFAULT_PATIENCE", "EngineResult", "Progress", "query_numbers"]
 
 #: How long a run goes on while the service answers nothing but push-back (seconds).
 DEFAULT_PATIENCE = 300.0
-WAIT = object()  # no number now, but one may come back
+
+
+class _Wait(enum.Enum):
+    WAIT = 0  # no number now, but one may come back
+
+
+WAIT = _Wait.WAIT
 
 
 @dataclass
@@ -238,7 +246,8 @@ async def query_numbers(
         controller = Fixed(controller)
     adaptive = isinstance(controller, Adaptive)
     result = EngineResult()
-    todo, again = iter(numbers), deque[str]()
+    todo: Iterator[str] | None = iter(numbers)
+    again = deque[str]()
     stop = asyncio.Event()
     pacer = _Pacer(rate) if rate else None
     slots = _Slots(controller, result, requeue_busy=adaptive, stop=stop, patience=patience,
@@ -259,7 +268,7 @@ async def query_numbers(
         if progress is not None:
             progress.record(answer)
 
-    def next_number() -> str | object | None:
+    def next_number() -> str | _Wait | None:
         """The next number (one put back first), None when the run is over for this worker, or WAIT."""
         nonlocal taken, todo
         within_budget = budget is None or result.paid + taken < budget
@@ -281,7 +290,7 @@ async def query_numbers(
         while not stop.is_set():
             mobile = next_number()
             if mobile is not WAIT:
-                return mobile  # type: ignore[return-value]
+                return mobile
             woken = asyncio.get_running_loop().create_future()
             idle.append(woken)
             await woken
@@ -342,8 +351,8 @@ async def query_numbers(
     ceiling = controller.maximum if isinstance(controller, Adaptive) else controller.allowed
     workers = min(ceiling, len(numbers))
     tasks = [asyncio.create_task(worker(0.0 if adaptive else ramp * i / workers)) for i in range(workers)]
-    everything = asyncio.gather(*tasks)
-    stopped = asyncio.ensure_future(stop.wait())
+    everything: asyncio.Future[Any] = asyncio.gather(*tasks)
+    stopped: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
     interrupted = asyncio.ensure_future(drain.wait()) if drain is not None else stopped
     try:
         with drainable():

@@ -96,11 +96,11 @@ class QxtError(Exception):
             parts.append(f"for {mask(self.mobile)}")  # .mobile keeps it whole
         return " ".join(parts) + "."
 
-    def __reduce__(self):  # keep the keyword data through pickling (processes, Dask)
+    def __reduce__(self) -> tuple[Any, ...]:  # keep the keyword data through pickling (processes, Dask)
         return (_rebuild, (type(self), self.args, self.__dict__.copy()))
 
 
-def _rebuild(cls: type[QxtError], args: tuple, state: dict) -> QxtError:
+def _rebuild(cls: type[QxtError], args: tuple[Any, ...], state: dict[str, Any]) -> QxtError:
     exc = cls.__new__(cls)
     exc.args = args
     exc.__dict__.update(state)
@@ -222,7 +222,7 @@ class ServerBusyError(TransientError):
 class HttpStatusError(QxtError):
     """The service answered with an HTTP error status instead of JSON."""
 
-    def __init__(self, message: str | None = None, *, status_code: int, **kw) -> None:
+    def __init__(self, message: str | None = None, *, status_code: int, **kw: Any) -> None:
         self.status_code = status_code
         super().__init__(message, **kw)
 

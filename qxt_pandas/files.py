@@ -200,7 +200,7 @@ class Source:
 
     @property
     def columns(self) -> list[str]:
-        return self.schema.names
+        return list(self.schema.names)
 
     def stamp(self) -> tuple[int, int]:
         info = self.path.stat()
@@ -355,7 +355,7 @@ def _excel_source(path: Path, sheet: str | None) -> Source:
     try:
         import pandas as pd
 
-        sheets = pd.ExcelFile(path).sheet_names
+        sheets = [str(name) for name in pd.ExcelFile(path).sheet_names]
     except ImportError:
         raise InputError("Reading .xlsx needs the excel extra: pip install 'qxt-pandas[excel]'.") from None
     chosen = sheets[0] if sheet is None else sheet if sheet in sheets else None
@@ -374,9 +374,10 @@ def _excel_source(path: Path, sheet: str | None) -> Source:
 
 
 def _excel_table(path: Path, sheet: str | None, schema: pa.Schema) -> pa.Table:
+    """The sheet's rows as text (``sheet`` None: the first sheet)."""
     import pandas as pd
 
-    frame = pd.read_excel(path, sheet_name=sheet, dtype=str, header=None, skiprows=1)
+    frame = pd.read_excel(path, sheet_name=0 if sheet is None else sheet, dtype=str, header=None, skiprows=1)
     frame = frame.reindex(columns=range(len(schema.names)))  # a header wider or narrower than the rows
     frame.columns = schema.names
     return pa.Table.from_pandas(frame.astype(object).where(frame.notna(), None), schema=schema, preserve_index=False)

@@ -26,6 +26,7 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -104,7 +105,7 @@ class Answer:
             option=orjson.OPT_APPEND_NEWLINE,
         )
 
-    def values(self) -> tuple:
+    def values(self) -> tuple[Any, ...]:
         return tuple(getattr(self, k) for k in _KEYS)
 
 
@@ -285,8 +286,9 @@ def _parse_line(line: bytes) -> Answer | None:
         return None
     if not all(row.get(k) is None or isinstance(row.get(k), str) for k in _TEXT):
         return None
-    return Answer(mobile, code, *(row.get(k) for k in ("Status", "Area")), mnp,
-                  *(row.get(k) for k in ("Init_isp", "Now_isp", "reason")), float(at))  # fmt: skip
+    text: dict[str, str | None] = {k: row.get(k) for k in _TEXT}
+    return Answer(mobile, code, text["Status"], text["Area"], mnp, text["Init_isp"], text["Now_isp"], text["reason"],
+                  float(at))  # fmt: skip
 
 
 _warned: set[tuple[str, str]] = set()

@@ -105,7 +105,7 @@ class KeyedStore:
     def forget(
         self, numbers: list[str] | None = None, older_than: float | None = None, *, dry_run: bool = False
     ) -> int:
-        return self.inner.forget(None if numbers is None else self.hashes(numbers), older_than, dry_run=dry_run)
+        return int(self.inner.forget(None if numbers is None else self.hashes(numbers), older_than, dry_run=dry_run))
 
 
 class _KeyedWriter:

@@ -112,7 +112,7 @@ def _frame(mobile: pa.Array, codes: np.ndarray, index: pd.Index) -> pd.DataFrame
     return pd.DataFrame(
         {
             "qxt_mobile": pd.Series(pd.arrays.ArrowStringArray(mobile), index=index),
-            "qxt_error": pd.Series(pd.Categorical.from_codes(codes, categories=list(REASONS)), index=index),
+            "qxt_error": pd.Series(pd.Categorical.from_codes(codes, categories=pd.Index(REASONS)), index=index),
         },
         index=index,
     )
@@ -231,7 +231,7 @@ def _clean(text: pa.Array) -> tuple[pa.Array, np.ndarray]:
     """Strip decoration and country codes; codes for what cannot become digits."""
 
     def flag(arr: pa.Array) -> np.ndarray:
-        return pc.fill_null(arr, False).to_numpy(zero_copy_only=False)
+        return np.asarray(pc.fill_null(arr, False).to_numpy(zero_copy_only=False))
 
     s = pc.utf8_trim_whitespace(pc.utf8_normalize(text, "NFKC"))  # full-width -> ASCII, odd spaces -> " "
     s = pc.replace_substring_regex(s, _FLOAT_TEXT, r"\1")
@@ -291,7 +291,7 @@ def _classify(digits: pa.Array) -> np.ndarray:
     """Reason codes for clean digit strings (``_VALID`` for a mobile number)."""
 
     def flag(arr: pa.Array) -> np.ndarray:
-        return pc.fill_null(arr, False).to_numpy(zero_copy_only=False)
+        return np.asarray(pc.fill_null(arr, False).to_numpy(zero_copy_only=False))
 
     length = pc.fill_null(pc.utf8_length(digits), 0).to_numpy(zero_copy_only=False)
     prefix = pc.utf8_slice_codeunits(digits, 0, 3)

@@ -21,7 +21,7 @@ import os
 import re
 from dataclasses import dataclass, fields, replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pandas as pd
@@ -108,7 +108,17 @@ class CheckOptions:
         shown = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("apikey", "store_key")}
         return f"CheckOptions({', '.join(f'{k}={v!r}' for k, v in shown.items() if v is not None)})"
 
-    def __reduce__(self):
+    @property
+    def max_age_seconds(self) -> float | None:
+        """``max_age`` in seconds (it is held so once constructed)."""
+        return cast("float | None", self.max_age)
+
+    @property
+    def retention_seconds(self) -> float | None:
+        """``retention`` in seconds (it is held so once constructed)."""
+        return cast("float | None", self.retention)
+
+    def __reduce__(self) -> tuple[Any, ...]:
         # Dask and Spark ship options to workers in a pickle; the key goes with them, by design
         # (docs/dask.md says how to keep it in the workers' environment instead).
         values = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -182,19 +192,29 @@ def _whole_or_auto(value: object) -> int:
 
 
 def _whole(name: str, value: object, *, minimum: int, maximum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum or (
-            maximum is not None and value > maximum):  # fmt: skip
+    whole = int(cast(numbers.Integral, value)) if _is_whole(value) else None
+    if whole is None or whole < minimum or (maximum is not None and whole > maximum):
         bounds = f"from {minimum} to {maximum:,}" if maximum is not None else f">= {minimum}"
         raise ValueError(f"{name}={value!r}: use a whole number {bounds}")
-    return int(value)
+    return whole
 
 
 def _real(name: str, value: object, allowed: str, *, zero: bool = False, least: float = 0.0) -> float:
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        number = float(value)
+    if _is_real(value):
+        number = float(value)  # type: ignore[arg-type]  # (a numbers.Real)
         if math.isfinite(number) and (number > least or (zero and number == 0) or (least and number == least)):
             return number
     raise ValueError(f"{name}={value!r}: use {allowed}")
+
+
+def _is_whole(value: object) -> bool:
+    """A whole number, numpy's included, and not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value: object) -> bool:
+    """A real number, numpy's included, and not a bool (type checkers do not know numbers.Real)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def parse_age(age: timedelta | float | str | None, name: str = "max_age") -> float | None:
@@ -208,7 +228,7 @@ def parse_age(age: timedelta | float | str | None, name: str = "max_age") -> flo
         age = pd.Timedelta(age).to_pytimedelta()  # numpy timedelta64, pandas Timedelta
     if isinstance(age, timedelta):
         seconds = age.total_seconds()
-    elif isinstance(age, numbers.Real) and not isinstance(age, bool):
+    elif _is_real(age):
         seconds = float(age)
     else:
         match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", str(age).lower())

@@ -133,7 +133,7 @@ def _cells(column: pa.ChunkedArray) -> list[Any]:
     if pa.types.is_dictionary(column.type):
         column = column.cast(column.type.value_type)
     if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
-        return column.to_pylist()
+        return list(column.to_pylist())
     values = pc.replace_substring_regex(column, _XML_ILLEGAL, "").to_pylist()
     return [_Text(v) if v is not None and v.startswith("=") else v for v in values]
 
@@ -195,9 +195,10 @@ class AtomicWriter:
 
     def __init__(self, path: str | os.PathLike[str], *, excel_friendly: bool = False, encoding: str = "utf-8") -> None:
         self.path = Path(path)
-        self.kind = _SUFFIXES.get(self.path.suffix.lower())
-        if self.kind is None:
+        kind = _SUFFIXES.get(self.path.suffix.lower())
+        if kind is None:
             raise OutputError(f"{self.path}: the output must end in .parquet, .csv, .tsv or .xlsx.")
+        self.kind = kind
         self.delimiter = "\t" if self.path.suffix.lower() == ".tsv" else ","
         self.excel_friendly = excel_friendly
         if encoding.lower().replace("-", "").replace("_", "") not in ("utf8", "gbk", "gb18030"):

@@ -15,6 +15,7 @@ a Dask graph, ``qxt_pandas.spark`` into Spark jobs.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -69,7 +70,9 @@ def query_table(numbers: Sequence[str], options: CheckOptions) -> pa.Table:
     return pa.concat_tables([answers, pa.Table.from_pylist(lost, schema=ANSWERS_SCHEMA)])
 
 
-def query_numbers(numbers: pd.Series, options: CheckOptions, tasks: int = 1, partition_info=None) -> pd.DataFrame:
+def query_numbers(
+    numbers: pd.Series, options: CheckOptions, tasks: int = 1, partition_info: dict[str, Any] | None = None
+) -> pd.DataFrame:
     """Step 2 for pandas partitions (Dask): :func:`query_table` as a frame, with this task's share of
     ``options`` (Dask names the partition in ``partition_info``)."""
     share = options.share(tasks, (partition_info or {}).get("number", 0))
@@ -79,7 +82,7 @@ def query_numbers(numbers: pd.Series, options: CheckOptions, tasks: int = 1, par
 def answers_frame(table: pa.Table | None = None) -> pd.DataFrame:
     """A task's answers as a pandas frame of Arrow-backed columns: no Python object per value (a million answers)."""
     table = ANSWERS_SCHEMA.empty_table() if table is None else table
-    return table.to_pandas(types_mapper=pd.ArrowDtype)
+    return cast(pd.DataFrame, table.to_pandas(types_mapper=pd.ArrowDtype))
 
 
 def _answers_table(frame: pd.DataFrame) -> pa.Table:

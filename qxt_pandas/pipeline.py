@@ -119,7 +119,7 @@ class Prepared:
         answered = stored.take(found.drop_null())
         self.known = pa.concat_tables([self.known, answered]) if self.known.num_rows else answered
         self.to_query = self.to_query.filter(pc.is_null(found))
-        return answered.num_rows
+        return int(answered.num_rows)
 
     def close(self) -> None:
         """Let go of the store (a database connection); the answers taken from it stay."""
@@ -151,7 +151,7 @@ def prepare(numbers: pa.Array, rows: int, invalid: int, options: CheckOptions) -
 
 def served_age(options: CheckOptions) -> float | None:
     """The oldest answer a run may use: ``max_age``, and never past the store's ``retention``."""
-    ages = [a for a in (options.max_age, options.retention) if a is not None]
+    ages = [a for a in (options.max_age_seconds, options.retention_seconds) if a is not None]
     return min(ages) if ages else None
 
 
@@ -246,8 +246,8 @@ async def _query(prepared: Prepared, options: CheckOptions) -> EngineResult:
         if store is not None and store.simulator:  # simulated answers go only to a simulator: ask it
             async with options.client() as client:
                 await preflight(client, prepared)
-        if store is not None and options.retention is not None:
-            store.tidy(options.retention)
+        if store is not None and options.retention_seconds is not None:
+            store.tidy(options.retention_seconds)
         return EngineResult()  # everything is answered: no paid request, and for real answers no key needed
     async with options.client() as client:
         started = time.monotonic()
@@ -264,9 +264,9 @@ async def _query(prepared: Prepared, options: CheckOptions) -> EngineResult:
                 writer.append(answer)
 
         run, pending = EngineResult(), prepared.to_query.to_pylist()
-        receipt = (
-            None if writer is None else Receipt.begin(store, writer, balance, len(pending), bool(client.simulator))
-        )
+        receipt = None
+        if writer is not None and store is not None:
+            receipt = Receipt.begin(store, writer, balance, len(pending), bool(client.simulator))
         stopped = "interrupted"
         try:
             while pending:
@@ -302,8 +302,8 @@ async def _query(prepared: Prepared, options: CheckOptions) -> EngineResult:
                 receipt.end(run, None if stopped == "interrupted" else await _balance_after(client), stopped)
     if run.interrupted:
         raise Interrupted  # what was in flight is kept; the sync caller re-raises its KeyboardInterrupt
-    if store is not None and (run.answers or options.retention is not None) and run.stopped is None:
-        store.tidy(options.retention)
+    if store is not None and (run.answers or options.retention_seconds is not None) and run.stopped is None:
+        store.tidy(options.retention_seconds)
     return run
 
 

@@ -41,7 +41,7 @@ import socket
 import time
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -244,7 +244,7 @@ class PostgresStore:
     def answers(self, max_age: float | None = None, numbers: pa.Array | None = None) -> pa.Table:
         """Stored answers (newest per number), only for ``numbers`` when given (looked up, never scanned)."""
         since = -1.0 if max_age is None else time.time() - max_age
-        rows: list[tuple] = []
+        rows: list[tuple[Any, ...]] = []
         with self._tx() as cur:
             if numbers is None:
                 cur.execute(self._q(f"select {_COLUMNS} from S.answers where checked_at >= %s"), (since,))
@@ -253,7 +253,7 @@ class PostgresStore:
                 rows = self._lookup(cur, numbers.to_pylist(), since)
         return _table(rows)
 
-    def _lookup(self, cur: Any, numbers: list[str], since: float) -> list[tuple]:
+    def _lookup(self, cur: Any, numbers: list[str], since: float) -> list[tuple[Any, ...]]:
         """The stored answers of ``numbers`` no older than ``since``, by primary key, in batches."""
         query, rows = self._q(f"select {_COLUMNS} from S.answers where mobile = any(%s) and checked_at >= %s"), []
         for start in range(0, len(numbers), _LOOKUP_BATCH):
@@ -265,7 +265,7 @@ class PostgresStore:
         self._register()
         return PostgresWriter(self)
 
-    def _upsert(self, rows: list[tuple]) -> None:
+    def _upsert(self, rows: list[tuple[Any, ...]]) -> None:
         with self._tx() as cur:
             cur.executemany(self._q(
                 f"insert into S.answers ({_COLUMNS}, run) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
@@ -401,7 +401,7 @@ class PostgresWriter:
         self.store = store
         self.name = store.run
         self.count = 0
-        self._rows: list[tuple] = []
+        self._rows: list[tuple[Any, ...]] = []
         self._first = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._failed: StoreUnavailableError | None = None
@@ -445,7 +445,7 @@ class PostgresWriter:
             )
             raise self._failed from None
 
-    def _spill(self, rows: list[tuple]) -> None:
+    def _spill(self, rows: list[tuple[Any, ...]]) -> None:
         path = self.store.spill_path()
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "ab") as f:
@@ -512,8 +512,8 @@ _DDL = (
 )
 
 
-def _table(rows: list[tuple]) -> pa.Table:
-    columns = list(zip(*rows, strict=True)) if rows else [[] for _ in ANSWER_SCHEMA]
+def _table(rows: list[tuple[Any, ...]]) -> pa.Table:
+    columns: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [[] for _ in ANSWER_SCHEMA]
     return pa.table([pa.array(list(col), type=f.type) for col, f in zip(columns, ANSWER_SCHEMA, strict=True)],
                     schema=ANSWER_SCHEMA)  # fmt: skip
 

@@ -119,7 +119,9 @@ def _merged(df: DataFrame, column: str, names: list[str], schema: StructType, an
     return df.mapInArrow(functools.partial(_merge_batches, column=column, answers=shared, names=names), schema)
 
 
-def _merge_batches(batches: Iterator[pa.RecordBatch], column: str, answers: Any, names: list[str]):
+def _merge_batches(
+    batches: Iterator[pa.RecordBatch], column: str, answers: Any, names: list[str]
+) -> Iterator[pa.RecordBatch]:
     merged = merger(answers.value, lambda: answers.value)
     for batch in batches:
         table = merge_table(pa.Table.from_batches([batch]), column, merged, names)
@@ -129,7 +131,7 @@ def _merge_batches(batches: Iterator[pa.RecordBatch], column: str, answers: Any,
         yield from table.to_batches()
 
 
-def _distinct_batches(batches: Iterator[pa.RecordBatch]):
+def _distinct_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     for batch in batches:
         _, numbers, _ = number_codes(text_series(batch.column(0)))
         yield pa.RecordBatch.from_arrays([numbers.cast(pa.string())], ["mobile"])
@@ -142,7 +144,7 @@ def _distinct(df: DataFrame, column: str) -> DataFrame:
     return numbers
 
 
-def _query_batches(batches: Iterator[pa.RecordBatch], options: CheckOptions, tasks: int):
+def _query_batches(batches: Iterator[pa.RecordBatch], options: CheckOptions, tasks: int) -> Iterator[pa.RecordBatch]:
     from pyspark import TaskContext
 
     context = TaskContext.get()

@@ -129,7 +129,7 @@ def open_store(
         from .checkpoint import Checkpoint
 
         inner = Checkpoint(location, service=service, key=mark)
-    return KeyedStore(inner, key) if isinstance(key, Secret) else inner  # type: ignore[return-value]
+    return KeyedStore(inner, key) if isinstance(key, Secret) else inner
 
 
 def open_existing(location: str | os.PathLike[str], key: Secret | object | None = ANY_KEY) -> Store:

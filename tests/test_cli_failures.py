@@ -134,6 +134,7 @@ def test_an_input_that_changes_while_it_is_checked_is_refused_and_resumes_for_fr
             f.write("13911112222,王五\n")  # the export is still being written
         err = child.communicate(timeout=60)[1]
         assert child.returncode == 2 and "changed" in err and "kept in" in err and not (tmp_path / "out.csv").exists()
+        assert "it has 401 rows now, 400 when its numbers were read" in err  # what the file holds, not what was written
         paid = len(sim.ledger)
         again = check(source, tmp_path / "out.csv", url)
     assert again.returncode == 0 and len(sim.ledger) <= paid + 1 and sim.ledger.paid_twice() == {}

@@ -9,13 +9,20 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
 from urllib.parse import parse_qsl
 
 from ..protocol import SIMULATOR_HEADER
 from . import _answers as A
 from ._shapes import SHAPES, render
 from ._state import DEMO_APIKEY, DEMO_POSTPAID_APIKEY, POSTPAID, PREPAID, Account, Charge, Faults, Ledger
+
+# ASGI's three (the spec's shapes; the simulator needs no framework).
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
 
 _HTML_ERROR = (
     "<html>\r\n<head><title>{code} {text}</title></head>\r\n<body>\r\n"
@@ -107,7 +114,7 @@ class Simulator:
             return A.IP_DENIED, None
         return A.SUCC, account
 
-    def query_status(self, params: dict[str, str], client_ip: str, lost: bool = False) -> dict:
+    def query_status(self, params: dict[str, str], client_ip: str, lost: bool = False) -> dict[str, Any]:
         """The JSON object the vendor sends for ``ssPhone_Status``; bills code-0 answers."""
         outcome, account = self._check_caller(params, client_ip)
         mobile = params.get("mobile")
@@ -128,7 +135,7 @@ class Simulator:
             self.ledger.record(Charge(account.apikey, mobile, delivered=not lost))
         return _body(outcome, result)
 
-    def query_balance(self, params: dict[str, str], client_ip: str) -> dict:
+    def query_balance(self, params: dict[str, str], client_ip: str) -> dict[str, Any]:
         """The JSON object the vendor sends for ``balance``."""
         outcome, account = self._check_caller(params, client_ip)
         if account is None:
@@ -137,7 +144,7 @@ class Simulator:
 
     # -- ASGI --------------------------------------------------------------------
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             while (await receive())["type"] != "lifespan.shutdown":
                 await send({"type": "lifespan.startup.complete"})
@@ -179,7 +186,7 @@ class Simulator:
             with self._lock:
                 self.in_flight -= 1
 
-    async def _refuse(self, send) -> None:
+    async def _refuse(self, send: Send) -> None:
         """Over capacity: refused at once and not charged, as a busy service sheds load."""
         if self.throttle is None:
             await _send(send, 200, json.dumps(_body(A.SYSTEM_ERROR), ensure_ascii=False), self.content_type)
@@ -190,14 +197,14 @@ class Simulator:
                     "headers": _headers("text/html", len(text)) + extra})  # fmt: skip
         await send({"type": "http.response.body", "body": text})
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         """What it has seen and how it is set (``GET /_simulator`` answers this)."""
         with self._lock:
             return {"requests": self.requests, "in_flight": self.in_flight, "max_in_flight": self.max_in_flight,
                     "refused": self.refused, "charged": len(self.ledger), "capacity": self.capacity,
                     "latency": self.latency, "shape": self.shape}  # fmt: skip
 
-    async def _admin(self, method: str, body: bytes, send) -> None:
+    async def _admin(self, method: str, body: bytes, send: Send) -> None:
         """``POST /_simulator`` with ``{"capacity": 15}`` (or latency, jitter) changes knobs while serving."""
         if method == "POST":
             for name, value in json.loads(body or b"{}").items():
@@ -207,7 +214,17 @@ class Simulator:
                 setattr(self, name, value)
         await _send(send, 200, json.dumps(self.stats()), "application/json")
 
-    async def _handle(self, scope, receive, send, path, query, body, fault, pause) -> None:
+    async def _handle(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        path: str,
+        query: str,
+        body: bytes,
+        fault: str | None,
+        pause: float,
+    ) -> None:
         if path not in ("/ssphone_status", "/balance"):
             await _send(send, 404, _HTML_ERROR.format(code=404, text="Not Found"), "text/html")
             return
@@ -246,21 +263,21 @@ class Simulator:
             await _send(send, 200, data, content_type)
 
 
-async def _client_gone(receive) -> None:
+async def _client_gone(receive: Receive) -> None:
     """Returns when the client closes the connection (as a client that timed out does)."""
     while (await receive())["type"] != "http.disconnect":
         pass
 
 
-def _body(outcome: tuple[int, str], result: dict | None = None) -> dict:
+def _body(outcome: tuple[int, str], result: dict[str, Any] | None = None) -> dict[str, Any]:
     code, reason = outcome
-    body: dict = {"code": code, "reason": reason}
+    body: dict[str, Any] = {"code": code, "reason": reason}
     if result is not None:
         body["result"] = result
     return body
 
 
-def _form(body: bytes, scope) -> dict[str, str]:
+def _form(body: bytes, scope: Scope) -> dict[str, str]:
     """POST parameters: form-encoded as browsers send them, or a JSON object."""
     if not body:
         return {}
@@ -281,7 +298,7 @@ def _headers(content_type: str, length: int) -> list[tuple[bytes, bytes]]:
     ]
 
 
-async def _send(send, status: int, text: str | bytes, content_type: str) -> None:
+async def _send(send: Send, status: int, text: str | bytes, content_type: str) -> None:
     data = text.encode("utf-8") if isinstance(text, str) else text
     await send({"type": "http.response.start", "status": status, "headers": _headers(content_type, len(data))})
     await send({"type": "http.response.body", "body": data})

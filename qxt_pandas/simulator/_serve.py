@@ -11,11 +11,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import httpx
 
 from ._app import ConnectionDropped, Simulator
+
+if TYPE_CHECKING:
+    import uvicorn
 
 
 class SimulatorTransport(httpx.AsyncBaseTransport):
@@ -46,7 +50,7 @@ class _DropExpected(logging.Filter):
         return not (record.exc_info and isinstance(record.exc_info[1], ConnectionDropped))
 
 
-def _server(simulator: Simulator, log_level: str):
+def _server(simulator: Simulator, log_level: str) -> uvicorn.Server:
     import uvicorn  # the simulator extra; imported here so the library never needs it
 
     logging.getLogger("uvicorn.error").addFilter(_DropExpected())
@@ -95,7 +99,7 @@ def serve(
         sock.close()
 
 
-def run_forever(simulator: Simulator, host: str, port: int, announce) -> None:
+def run_forever(simulator: Simulator, host: str, port: int, announce: Callable[[str], object]) -> None:
     """Serve in the foreground until interrupted (the ``python -m`` command)."""
     sock = _bind(host, port)
     server = _server(simulator, "warning")
@@ -130,9 +134,11 @@ def spawn(*args: str, timeout: float = 20) -> Iterator[str]:
             proc.stdout.close()
 
 
-def _read_line(proc: subprocess.Popen, timeout: float) -> str:
+def _read_line(proc: subprocess.Popen[str], timeout: float) -> str:
     result: list[str] = []
-    reader = threading.Thread(target=lambda: result.append(proc.stdout.readline()), daemon=True)
+    stdout = proc.stdout
+    assert stdout is not None  # spawned with stdout=PIPE
+    reader = threading.Thread(target=lambda: result.append(stdout.readline()), daemon=True)
     reader.start()
     reader.join(timeout)
     if not result or not result[0]:

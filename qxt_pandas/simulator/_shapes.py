@@ -20,6 +20,7 @@ notebook can show that each is kept and paid for once:
 from __future__ import annotations
 
 import json
+from typing import Any
 
 __all__ = ["SHAPES", "render"]
 
@@ -30,7 +31,7 @@ _PHP_WARNING = (
 )
 
 
-def render(body: dict, shape: str, content_type: str) -> tuple[bytes, str]:
+def render(body: dict[str, Any], shape: str, content_type: str) -> tuple[bytes, str]:
     """The bytes and Content-Type of ``body`` (``{code, reason, result}``) answered in ``shape``."""
     result = body.get("result")
     mobile = str(result.get("Mobile", "")) if isinstance(result, dict) else ""
@@ -49,7 +50,7 @@ def render(body: dict, shape: str, content_type: str) -> tuple[bytes, str]:
     return text.encode(), content_type
 
 
-def _emptied(result: dict) -> dict:
+def _emptied(result: dict[str, Any]) -> dict[str, Any]:
     emptied = dict(result)
     if emptied.get("Status") != "正常":
         emptied.update(Area="", Is_MNP="", Init_isp="", Now_isp="")
@@ -59,7 +60,7 @@ def _emptied(result: dict) -> dict:
     return emptied
 
 
-def _document(body: dict, indent: str = "") -> str:
+def _document(body: dict[str, Any], indent: str = "") -> str:
     """``body`` as section 1.3 prints it: ``{`` then ``key: "value",`` a line each, keys bare."""
     lines = []
     for key, value in body.items():
