@@ -15,6 +15,7 @@ import hashlib
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -84,7 +85,7 @@ def text_series(array: pa.Array | pa.ChunkedArray) -> pd.Series:
         if isinstance(array, pa.ChunkedArray):
             array = array.combine_chunks()
         return pd.Series(pd.arrays.ArrowStringArray(array.cast(pa.large_string())))
-    return array.to_pandas()
+    return cast(pd.Series, array.to_pandas())
 
 
 class Results:
@@ -165,15 +166,11 @@ class Results:
             "qxt_checked_at": pa.array(millis, mask=millis < 0).cast(pa.timestamp("ms", tz="UTC")),
         }
 
-    def tally(self, codes: np.ndarray) -> tuple[Counter[str], Counter[str], int, Counter[str]]:
-        """For rows whose numbers are ``codes``: rows answered (code 0) by Status (an empty one as
-        :data:`NO_STATUS`) and by current carrier, how many are ported, and every row by outcome
-        (``answered``, ``no information``, ``invalid (vendor)``, ``unreadable``, ``unanswered``,
-        ``invalid (not sent)``): these add up to the rows."""
-        rows = np.zeros(len(self.numbers), np.int64)
-        for start in range(0, len(codes), 1 << 20):  # in slices: a 5M-row temporary would cost 60 MB
-            part = codes[start : start + (1 << 20)]
-            rows += np.bincount(part[part >= 0], minlength=len(self.numbers))
+    def tally(self, rows: np.ndarray, invalid: int) -> tuple[Counter[str], Counter[str], int, Counter[str]]:
+        """For ``rows[i]`` rows of number ``i`` and ``invalid`` rows with none: rows answered (code 0) by
+        Status (an empty one as :data:`NO_STATUS`) and by current carrier, how many are ported, and every
+        row by outcome (``answered``, ``no information``, ``invalid (vendor)``, ``unreadable``,
+        ``unanswered``, ``invalid (not sent)``): these add up to the rows."""
         numbers = self._matrix[:-1]
         answered = numbers[:, _CODE] == 0
         counted = []
@@ -191,7 +188,7 @@ class Results:
                  "unreadable": code == CHARGED_UNREADABLE}  # fmt: skip
         outcome = Counter({name: int(rows[mask].sum()) for name, mask in kinds.items()})
         outcome["unanswered"] = int(rows.sum()) - sum(outcome.values())
-        outcome["invalid (not sent)"] = int((codes < 0).sum())
+        outcome["invalid (not sent)"] = invalid
         return counted[0], counted[1], int(rows[answered & (numbers[:, 4] == 1)].sum()), outcome
 
     def output(self, codes: np.ndarray, reasons: np.ndarray) -> list[pa.Array]:
@@ -207,7 +204,7 @@ class Results:
             indices = pc.fill_null(column.indices, -1).to_numpy(zero_copy_only=False)
             return pd.Categorical.from_codes(indices, categories=column.dictionary.to_pylist())
 
-        def nullable(column: pa.Array, cls: type, fill: object):
+        def nullable(column: pa.Array, cls: type[pd.arrays.BooleanArray | pd.arrays.IntegerArray], fill: object) -> Any:
             values = pc.fill_null(column, fill).to_numpy(zero_copy_only=False)
             return cls(values, pc.is_null(column).to_numpy(zero_copy_only=False))
 
@@ -222,7 +219,7 @@ class Results:
 
 
 #: The pandas dtypes of the result columns, as :meth:`Results.frame` (and so the accessor) returns them.
-RESULT_DTYPES: dict[str, object] = {
+RESULT_DTYPES: dict[str, str] = {
     **{name: "category" for name in ("Status", "Area", "Init_isp", "Now_isp", "qxt_error")},
     "Is_MNP": "boolean", "qxt_mobile": "string[pyarrow]", "qxt_code": "Int16", "qxt_checked_at": "datetime64[ms, UTC]",
 }  # fmt: skip
@@ -281,7 +278,7 @@ def build_columns(
 
 def _ints(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """A column as int64 numbers, -1 where missing (booleans: 1 and 0)."""
-    return pc.fill_null(column.cast(pa.int64()), -1).to_numpy(zero_copy_only=False)
+    return np.asarray(pc.fill_null(column.cast(pa.int64()), -1).to_numpy(zero_copy_only=False))
 
 
 def _encoded(column: pa.Array) -> pa.DictionaryArray:

@@ -19,18 +19,20 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ._rowcodes import RowCodes, spill_dir
 from ._sync import run_sync
 from .engine import EngineResult
 from .files import InputError, Source
 from .numbers import number_strings
 from .outputs import AtomicWriter, SplitWriter, Targets
 from .pipeline import CheckOptions, Plan, Prepared, outcome, preflight, prepare, query, stopped_error
+from .protocol import Balance
 from .results import OUTPUT_TYPES, RESULT_COLUMNS, RESULT_DTYPES, Results, text_series
 
 #: masking.MOBILE_IN_TEXT for Arrow (RE2 has no look-around: the neighbours are matched and put back).
@@ -106,39 +108,24 @@ def output_schema(source: Source) -> pa.Schema:
     return schema.with_metadata(pa.Schema.from_pandas(frame, preserve_index=False).metadata)
 
 
-def _scan(source: Source, column: str, options: CheckOptions) -> tuple[Prepared, np.ndarray, np.ndarray]:
-    """Pass 1: every row's number as a code into the distinct valid numbers, and the reasons of invalid rows.
-
-    Kept for pass 2 (4 bytes and 1 a row): the second pass then takes each row's results by
-    code, neither normalizing again nor looking numbers up, whatever their cardinality.
-    """
+def _scan(source: Source, column: str, options: CheckOptions, spill: Path | None = None) -> tuple[Prepared, RowCodes]:
+    """Pass 1: the distinct valid numbers, and (with ``spill``, a directory) every row's code into them and
+    reason, kept on disk for pass 2, which then neither normalizes again nor looks numbers up."""
     if column not in source.columns:
         raise InputError(f"{source.path} has no column {column!r}; its columns are {source.columns}.")
     clash = [c for c in RESULT_COLUMNS if c in source.columns]
     if clash:
         raise InputError(f"{source.path} already has column(s) {', '.join(clash)}; rename them first.")
-    per_row: list[pa.Array] = []
-    reasons: list[np.ndarray] = [np.array([], np.int8)]
-    repeats: bool | None = None  # decided on the first group: do numbers repeat within a group?
-    for table in source.tables([column]):
-        numbers, why = number_strings(text_series(table.column(0)))
-        if repeats is not False:  # the first group decides; then only a repeating column is encoded here
-            encoded = pc.dictionary_encode(numbers)
-            repeats = len(encoded.dictionary) < 0.5 * len(numbers) if repeats is None else repeats
-        # Few numbers in many rows: a group's distinct numbers once, not a string a row (memory);
-        # mostly distinct: the strings, encoded once at the end (time).
-        per_row.append(encoded if repeats else numbers)
-        reasons.append(why)
-    kind = pa.dictionary(pa.int32(), pa.string()) if repeats else pa.string()
-    everything = pa.chunked_array(per_row, kind)
-    encoded = everything.unify_dictionaries() if repeats else pc.dictionary_encode(everything)
-    del per_row, everything
-    numbers = encoded.chunk(0).dictionary if encoded.num_chunks else pa.array([], pa.string())
-    codes = np.concatenate([np.array([], np.int32)] + [pc.fill_null(chunk.indices, -1).to_numpy(zero_copy_only=False)
-                                                       for chunk in encoded.chunks])  # fmt: skip
-    if not source.unchanged():
-        raise _changed(source)
-    return prepare(numbers, len(codes), int((codes < 0).sum()), options), codes, np.concatenate(reasons)
+    codes = RowCodes(spill)
+    try:
+        for table in source.tables([column]):
+            codes.add(*number_strings(text_series(table.column(0))))
+        if not source.unchanged():
+            raise _changed(source)
+        return prepare(codes.numbers(), codes.rows, codes.invalid, options), codes
+    except BaseException:
+        codes.close()
+        raise
 
 
 def _masked(table: pa.Table, names: list[str]) -> pa.Table:
@@ -162,9 +149,10 @@ def _changed(source: Source, detail: str = "") -> InputError:
 
 def plan_file(source: Source, column: str, options: CheckOptions) -> Plan:
     """The plan for a file, with the balance. Spends nothing."""
-    prepared, _, _ = _scan(source, column, options)
+    prepared, codes = _scan(source, column, options)
+    codes.close()
 
-    async def balance():
+    async def balance() -> Balance:
         try:
             async with options.client() as client:
                 return await preflight(client, prepared)
@@ -198,8 +186,9 @@ def check_file(
     parts = SplitWriter(output, schema, targets=targets) if split else None
     targets.refuse([output.path, *(parts.planned() if parts is not None else [])])
     output.open(schema)  # before paying: the output can be written, with these columns
+    codes: RowCodes | None = None
     try:
-        prepared, codes, reasons = _scan(source, column, options)
+        prepared, codes = _scan(source, column, options, spill=spill_dir(output.path))
         on_scanned()
         summary = Summary(prepared.plan(options.budget))
         run: EngineResult = run_sync(query(prepared, options))
@@ -210,21 +199,23 @@ def check_file(
         prepared.known = prepared.known.slice(0, 0)  # the results hold what rows need: let the answers go
         summary.paid, summary.failed = run.paid, len(run.failures)
         summary.unanswered = len(prepared.to_query) - len(run.answers)
-        summary.statuses, summary.carriers, summary.ported, summary.outcomes = results.tally(codes)
+        tally = results.tally(codes.counts, codes.invalid)
+        summary.statuses, summary.carriers, summary.ported, summary.outcomes = tally
+        codes.rewind()
+        read = 0  # rows of the file in pass 2: the refusal below names what the file holds, not what was written
         for table in source.tables():
-            end = output.rows + table.num_rows
-            if end > len(codes):
-                break  # more rows than pass 1 read: refused below
-            for name, array in zip(RESULT_COLUMNS, results.output(codes[output.rows : end], reasons[output.rows : end]),
-                                   strict=True):  # fmt: skip
+            read += table.num_rows
+            if read > codes.rows:
+                continue  # more rows than pass 1 read: counted, not written, refused below
+            for name, array in zip(RESULT_COLUMNS, results.output(*codes.read(table.num_rows)), strict=True):
                 table = table.append_column(name, array)
             if mask_output:
                 table = _masked(table, [column, "qxt_mobile"])
             if parts is not None:
                 parts.write(table)
             output.write(table)
-        if output.rows != prepared.rows or not source.unchanged():
-            raise _changed(source, f"; it has {output.rows:,} rows now, {prepared.rows:,} when its numbers were read")
+        if read != prepared.rows or not source.unchanged():
+            raise _changed(source, f"; it has {read:,} rows now, {prepared.rows:,} when its numbers were read")
         output.commit()
         if parts is not None:
             parts.commit()
@@ -234,6 +225,9 @@ def check_file(
         if parts is not None:
             parts.discard()
         raise
+    finally:
+        if codes is not None:
+            codes.close()
     summary.rows_written = output.rows
     summary.elapsed = time.monotonic() - started
     return summary
