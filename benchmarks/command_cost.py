@@ -8,12 +8,14 @@ The simulator runs in its own process with no latency. Scenarios:
   over 200,000 distinct numbers: realistic cardinality, ~5 % junk;
 - ``rerun-1m``: the same over ~1,000,000 distinct numbers;
 - ``first-1k-3col``: a first run of a 3-column export over 1,000 numbers;
-- ``first-2k``: the old shape, 4 columns over 2,000 numbers (``--output-format csv`` too).
+- ``first-2k``: the old shape, 4 columns over 2,000 numbers (``--output-format csv`` too);
+- ``flat-1k``: the command's peak memory on a first run over 1,000 numbers at ``--rows`` and at
+  4x ``--rows`` (5M and 20M by default): flat memory means a ratio near 1, whatever the rows.
 
 Each side runs ``--repeat`` times; the best time and the lowest peak are shown (this machine is
 shared and noisy).
 
-    python benchmarks/command_cost.py [--scenarios rerun-200k,rerun-1m,first-1k-3col,first-2k] [--repeat 2]
+    python benchmarks/command_cost.py [--scenarios rerun-200k,rerun-1m,first-1k-3col,first-2k,flat-1k] [--repeat 2]
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ SCENARIOS = {  # name: (distinct numbers, columns, re-run over a full checkpoint
     "rerun-1m": (1_000_000, 4, True),
     "first-1k-3col": (1_000, 3, False),
     "first-2k": (2_000, 4, False),
+    "flat-1k": (1_000, 3, False),
 }
 
 # Each child reports its own peak (VmHWM of its address space) at exit.
@@ -104,6 +107,27 @@ def scenario(name: str, rows: int, output_format: str, url: str, tmp: Path, repe
         leftover.unlink(missing_ok=True)
 
 
+def flat(name: str, rows: int, output_format: str, url: str, tmp: Path, repeat: int) -> None:
+    """The command's peak memory at ``rows`` and at 4x ``rows``, same numbers: the ratio shows growth with rows."""
+    distinct, columns, _ = SCENARIOS[name]
+    env = {**os.environ, "QXT_APIKEY": DEMO_APIKEY}
+    peaks, walls = [], []
+    for n in (rows, 4 * rows):
+        export = tmp / f"{name}-{n}.csv"
+        write_export(export, n, distinct, columns=columns)
+        out = str(tmp / f"out.{output_format}")
+        runs = [measure("module", ["check", str(export), "--column", "mobile", "--output", out, "--checkpoint",
+                                   str(tmp / f"{name}-{n}-{k}.qxt"), "--base-url", url, "--progress", "off"], env, tmp)
+                for k in range(repeat)]  # fmt: skip
+        walls.append(min(r[0] for r in runs))
+        peaks.append(min(r[1] for r in runs))
+        export.unlink()
+    print(f"{name}: qxt check, first run, {columns} columns over {distinct:,} numbers, output {output_format}")
+    for n, wall, peak in zip((rows, 4 * rows), walls, peaks, strict=True):
+        print(f"  {n:>12,} rows {wall:7.2f} s {peak:7.0f} MiB")
+    print(f"  ratios ({4 * rows:,} rows to {rows:,}): memory {peaks[1] / peaks[0]:.2f}, time {walls[1] / walls[0]:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
@@ -113,7 +137,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, spawn("--latency", "0") as url:
         for name in args.scenarios.split(","):
-            scenario(name, args.rows, args.output_format, url, Path(tmp), args.repeat)
+            (flat if name == "flat-1k" else scenario)(name, args.rows, args.output_format, url, Path(tmp), args.repeat)
 
 
 if __name__ == "__main__":

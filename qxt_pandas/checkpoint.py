@@ -68,6 +68,7 @@ from .journal import (
     unwritable,
     warn_once,
 )
+from .numbers import positions
 from .receipts import append_receipt, read_runs, recover
 from .store import check_key, refuse_other_kind
 
@@ -176,7 +177,10 @@ class Checkpoint:
         and only for ``numbers`` (a directory is read whole either way)."""
         self._seen = {}
         table = self.refresh(max_age)
-        return table if numbers is None else table.filter(pc.is_in(table["mobile"], value_set=numbers))
+        if numbers is None:
+            return table
+        wanted = pc.is_valid(positions(table["mobile"], numbers))
+        return table if pc.all(wanted).as_py() is not False else table.filter(wanted)  # all wanted: no copy
 
     async def claim(self, numbers: list[str], max_age: float | None) -> Claim:
         """Claim those of ``numbers`` nobody answered since :meth:`answers` and nobody is asking (claims.py)."""

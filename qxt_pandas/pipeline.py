@@ -36,7 +36,7 @@ from .errors import (
     TerminalError,
 )
 from .masking import numbers_shown
-from .numbers import number_codes
+from .numbers import number_codes, positions
 from .options import CheckOptions, with_options
 from .protocol import Balance
 from .receipts import Receipt
@@ -115,8 +115,10 @@ class Prepared:
         """Use ``stored`` answers for numbers still to ask: they leave ``to_query``. How many were taken."""
         if stored is None or stored.num_rows == 0 or len(self.to_query) == 0:
             return 0
-        found = pc.index_in(self.to_query, value_set=stored["mobile"].combine_chunks())
-        answered = stored.take(found.drop_null())
+        found = positions(self.to_query, stored["mobile"])
+        wanted = found.drop_null()
+        # Every stored answer wanted (a re-run): kept as it is, not copied (answers are found by number, in any order).
+        answered = stored if len(wanted) == stored.num_rows else stored.take(wanted)
         self.known = pa.concat_tables([self.known, answered]) if self.known.num_rows else answered
         self.to_query = self.to_query.filter(pc.is_null(found))
         return int(answered.num_rows)

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import CHARGED_UNREADABLE, QxtError
-from .numbers import REASONS
+from .numbers import REASONS, positions
 
 __all__ = [
     "LOCAL_INVALID",
@@ -106,7 +106,7 @@ class Results:
         self, numbers: pa.Array, answers: pa.Table, failures: Mapping[str, Failure], not_asked: str | None
     ) -> None:
         self.numbers = numbers
-        found = pc.index_in(numbers, value_set=answers["mobile"].combine_chunks())
+        found = positions(numbers, answers["mobile"])
         # Text a column at a time, dictionary-encoded before it is aligned: a million answers'
         # strings are never copied, only their 4-byte codes.
         text = {name: _aligned_text(answers[name], found) for name in _TEXT_COLUMNS}

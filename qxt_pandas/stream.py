@@ -18,9 +18,11 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -29,7 +31,7 @@ from ._rowcodes import RowCodes, spill_dir
 from ._sync import run_sync
 from .engine import EngineResult
 from .files import InputError, Source
-from .numbers import number_strings
+from .numbers import normalized
 from .outputs import AtomicWriter, SplitWriter, Targets
 from .pipeline import CheckOptions, Plan, Prepared, outcome, preflight, prepare, query, stopped_error
 from .protocol import Balance
@@ -118,8 +120,16 @@ def _scan(source: Source, column: str, options: CheckOptions, spill: Path | None
         raise InputError(f"{source.path} already has column(s) {', '.join(clash)}; rename them first.")
     codes = RowCodes(spill)
     try:
-        for table in source.tables([column]):
-            codes.add(*number_strings(text_series(table.column(0))))
+        # A batch is normalized (Arrow kernels, no GIL) while the one before is coded: two cores, both busy.
+        with ThreadPoolExecutor(1, thread_name_prefix="qxt-normalize") as pool:
+            ahead: Future[tuple[pa.Array, np.ndarray | None, np.ndarray]] | None = None
+            for table in source.tables([column]):
+                job = pool.submit(normalized, text_series(table.column(0)))
+                if ahead is not None:
+                    codes.add(*ahead.result())
+                ahead = job
+            if ahead is not None:
+                codes.add(*ahead.result())
         if not source.unchanged():
             raise _changed(source)
         return prepare(codes.numbers(), codes.rows, codes.invalid, options), codes
