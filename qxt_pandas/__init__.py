@@ -24,6 +24,8 @@ import sys as _sys
 
 if "dask.dataframe" in _sys.modules:  # Dask already loaded: register ddf.qxt too (else: import qxt_pandas.dask)
     from . import dask as _dask  # noqa: F401
+if "polars" in _sys.modules:  # Polars already loaded: register its df.qxt too (else: import qxt_pandas.polars)
+    from . import polars as _polars  # noqa: F401
 
 __all__ = [
     "AsyncClient",

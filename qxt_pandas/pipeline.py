@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import html
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import httpx
 import numpy as np
@@ -40,7 +42,7 @@ from .numbers import number_codes, positions
 from .options import CheckOptions, with_options
 from .protocol import Balance
 from .receipts import Receipt
-from .results import RESULT_COLUMNS, Failure, build_columns
+from .results import RESULT_COLUMNS, Failure, Results
 from .store import Store, open_store
 
 __all__ = ["RESULT_COLUMNS", "CheckOptions", "Plan", "acheck", "aplan", "preflight", "query", "with_options"]
@@ -142,6 +144,9 @@ class Prepared:
         )
 
 
+T = TypeVar("T")
+
+
 def prepare(numbers: pa.Array, rows: int, invalid: int, options: CheckOptions) -> Prepared:
     """What the checkpoint already answers for ``numbers``, and what is left to ask."""
     prepared = Prepared(rows, invalid, numbers, answers_table([]), numbers, None)
@@ -210,13 +215,19 @@ async def preflight(client: AsyncClient, prepared: Prepared) -> Balance:
 
 async def acheck(values: pd.Series, options: CheckOptions) -> pd.DataFrame:
     """The result columns for ``values`` (same index); raises a TerminalError if the run had to stop."""
+    return await checked(values, options, lambda results, codes, reasons: results.frame(values.index, codes, reasons))
+
+
+async def checked(values: pd.Series, options: CheckOptions, shape: Callable[[Results, np.ndarray, np.ndarray], T]) -> T:
+    """A check of ``values``, its results in the ``shape`` a face wants (pandas columns, Arrow arrays for
+    Polars); a TerminalError if the run had to stop, with those results as its ``.partial``."""
     with numbers_shown(options.show_numbers):
         prepared, codes, reasons = _prepare_series(values, options)
         run = await query(prepared, options)
-        columns = build_columns(values.index, codes, prepared.numbers, reasons, *outcome(prepared, run))
+        shaped = shape(Results(prepared.numbers, *outcome(prepared, run)), codes, reasons)
         if run.stopped is not None:
-            raise stopped_error(run, prepared, columns)
-        return columns
+            raise stopped_error(run, prepared, shaped)
+        return shaped
 
 
 def outcome(prepared: Prepared, run: EngineResult) -> tuple[pa.Table, dict[str, Failure], str | None]:
@@ -330,7 +341,7 @@ def _refuse_if_uncovered(plan: Plan) -> None:
         )
 
 
-def stopped_error(run: EngineResult, prepared: Prepared, columns: pd.DataFrame | None) -> TerminalError:
+def stopped_error(run: EngineResult, prepared: Prepared, columns: object | None) -> TerminalError:
     """The terminal error, retold with what was saved and what remains; ``.partial`` holds the results."""
     exc = run.stopped
     assert exc is not None
