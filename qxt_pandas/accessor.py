@@ -20,7 +20,6 @@ import pyarrow as pa
 from . import pipeline
 from ._secret import hide_key
 from ._sync import run_sync
-from .errors import ColumnConflictError
 from .pipeline import Plan
 from .results import outcomes
 
@@ -92,7 +91,7 @@ class DataFrameAccessor:
         """Async :meth:`check`."""
         hide_key(options)
         opts = pipeline.with_options(**options)  # every option checked before anything else
-        names = self._added_names(column, prefix)
+        names = pipeline.added_names(self._frame.columns, column, prefix)
         added = await pipeline.acheck(self._frame[column], opts)
         out = self._frame.copy()
         for name, source in zip(names, added.columns, strict=True):
@@ -103,7 +102,7 @@ class DataFrameAccessor:
         """What :meth:`check` would do and cost (reads the balance, pays for nothing)."""
         hide_key(options)
         opts = pipeline.with_options(**options)
-        self._added_names(column, "")
+        pipeline.added_names(self._frame.columns, column, "")
         return run_sync(pipeline.aplan(self._frame[column], opts))
 
     def split(self, prefix: str = "") -> dict[str, pd.DataFrame]:
@@ -122,17 +121,5 @@ class DataFrameAccessor:
         each = outcomes(codes, pa.array(self._frame[status].astype(object), pa.string()))
         each = each.to_numpy(zero_copy_only=False)
         return {outcome: self._frame[each == outcome] for outcome in pd.unique(each)}
-
-    def _added_names(self, column: Any, prefix: str) -> list[str]:
-        if column not in self._frame.columns:
-            raise KeyError(f"no column {column!r} in the frame; its columns are {list(self._frame.columns)}")
-        names = [prefix + name for name in pipeline.RESULT_COLUMNS]
-        clash = [name for name in names if name in self._frame.columns]
-        if clash:
-            raise ColumnConflictError(
-                f"The frame already has column(s) {', '.join(clash)} (was it checked before?). "
-                "Drop them, or pass prefix='new_' to add the results under other names."
-            )
-        return names
 
     check.__doc__ = (check.__doc__ or "") + _OPTIONS_DOC

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import html
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 import numpy as np
@@ -31,6 +31,7 @@ from .client import AsyncClient, resolve_base_url
 from .engine import EngineResult, Progress, query_numbers
 from .errors import (
     CHARGED_UNREADABLE,
+    ColumnConflictError,
     InsufficientBalanceError,
     InvalidApiKeyError,
     InvalidRequestError,
@@ -145,6 +146,21 @@ class Prepared:
 
 
 T = TypeVar("T")
+
+
+def added_names(columns: Collection[Any], column: Any, prefix: str) -> list[str]:
+    """The names the result columns get beside ``columns``: a KeyError when ``column`` is not there, a
+    ColumnConflictError when a result column already is (a frame checked before) and no ``prefix`` avoids it."""
+    if column not in columns:
+        raise KeyError(f"no column {column!r} in the frame; its columns are {list(columns)}")
+    names = [prefix + name for name in RESULT_COLUMNS]
+    clash = [name for name in names if name in columns]
+    if clash:
+        raise ColumnConflictError(
+            f"The frame already has column(s) {', '.join(clash)} (was it checked before?). "
+            "Drop them, or pass prefix='new_' to add the results under other names."
+        )
+    return names
 
 
 def prepare(numbers: pa.Array, rows: int, invalid: int, options: CheckOptions) -> Prepared:

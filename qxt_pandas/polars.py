@@ -39,7 +39,6 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
 from . import pipeline
 from ._secret import hide_key
 from ._sync import run_sync
-from .errors import ColumnConflictError
 from .numbers import REASONS
 from .pipeline import Plan
 from .results import RESULT_COLUMNS, Results, outcomes, text_series
@@ -117,7 +116,7 @@ class PolarsDataFrameNamespace:
         """Async :meth:`check`."""
         hide_key(options)
         opts = pipeline.with_options(**options)  # every option checked before anything else
-        names = self._added_names(column, prefix)
+        names = pipeline.added_names(self._frame.columns, column, prefix)
         added = await _results(self._frame.get_column(column), opts)
         return self._frame.hstack(added.rename(dict(zip(RESULT_COLUMNS, names, strict=True))).get_columns())
 
@@ -125,7 +124,7 @@ class PolarsDataFrameNamespace:
         """What :meth:`check` would do and cost (reads the balance, pays for nothing)."""
         hide_key(options)
         opts = pipeline.with_options(**options)
-        self._added_names(column, "")
+        pipeline.added_names(self._frame.columns, column, "")
         return run_sync(pipeline.aplan(text_series(_arrow(self._frame.get_column(column))), opts))
 
     def split(self, prefix: str = "") -> dict[str, pl.DataFrame]:
@@ -143,18 +142,6 @@ class PolarsDataFrameNamespace:
         each = outcomes(_arrow(self._frame.get_column(code)), _arrow(self._frame.get_column(status)))
         names = pl.Series("outcome", each)
         return {name: self._frame.filter(names == name) for name in names.unique(maintain_order=True).to_list()}
-
-    def _added_names(self, column: str, prefix: str) -> list[str]:
-        if column not in self._frame.columns:
-            raise KeyError(f"no column {column!r} in the frame; its columns are {self._frame.columns}")
-        names = [prefix + name for name in RESULT_COLUMNS]
-        clash = [name for name in names if name in self._frame.columns]
-        if clash:
-            raise ColumnConflictError(
-                f"The frame already has column(s) {', '.join(clash)} (was it checked before?). "
-                "Drop them, or pass prefix='new_' to add the results under other names."
-            )
-        return names
 
 
 class PolarsLazyFrameNamespace:
