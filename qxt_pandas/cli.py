@@ -139,8 +139,9 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--output-encoding", default="utf-8", choices=["utf-8", "gbk"],
                        help="CSV/TSV output encoding (default utf-8; gbk for systems that read only GBK)")  # fmt: skip
     check.add_argument("--dry-run", action="store_true", help="print the plan and spend nothing")
-    check.add_argument("--progress", choices=["auto", "bar", "log", "off"], default="auto",
-                       help="a bar when stderr is a terminal, plain log lines when not (default auto)")  # fmt: skip
+    check.add_argument("--progress", choices=["auto", "bar", "log", "json", "off"], default="auto",
+                       help="a bar when stderr is a terminal, plain log lines when not (default auto); json: "
+                            "an object a line, twice a second, for programs")  # fmt: skip
     check.add_argument("--retention", metavar="AGE",
                        help="remove answers older than AGE (e.g. 180d) after the run; never use them")  # fmt: skip
     check.add_argument("--mask-output", action="store_true",
@@ -173,6 +174,19 @@ def _parser() -> argparse.ArgumentParser:
     balance = commands.add_parser("balance", help="print the account's fee type and balance")
     service_options(balance)
 
+    serve = commands.add_parser("serve", help="a web page to check files without writing code (the serve extra)")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)"
+    )
+    serve.add_argument("--port", type=int, default=8765, help="port (0: a free one); the first line printed is the URL")
+    serve.add_argument("--checkpoint", type=_location, metavar="STORE",
+                       help="the answer store all jobs share (default: answers.qxt in the data dir)")  # fmt: skip
+    serve.add_argument("--simulate", action="store_true", help="run against the bundled simulator (no key, no cost)")
+    serve.add_argument("--base-url", help="the service's URL (default $QXT_BASE_URL, then the vendor)")
+    serve.add_argument("--max-upload", default="200MB", help="the largest file accepted (default 200MB)")
+    serve.add_argument("--keep-days", type=float, default=7, help="jobs and their files are deleted after this")
+    serve.add_argument("--data-dir", type=Path, help="where jobs are kept (default ~/.local/share/qxt-pandas/serve)")
+
     simulate = commands.add_parser("simulate", help="serve the bundled simulator on loopback until Ctrl-C")
     simulate.add_argument("--port", type=int, default=8080)
     simulate.add_argument("--latency", type=float, default=0.1)
@@ -197,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         return simulate(["--port", str(args.port), "--latency", str(args.latency), "--jitter", str(args.jitter),
                          "--faults", str(args.faults), "--balance", str(args.balance), "--shape", args.shape,
                          *capacity])  # fmt: skip
+    if args.command == "serve":
+        return _serve(args)
     run = _Run(args)
     previous = signal.signal(signal.SIGTERM, _interrupt)  # an ETL scheduler's stop: as Ctrl-C
     try:
@@ -223,6 +239,29 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILURE
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        from .serve import parse_size, serve_forever
+    except ImportError:
+        _say("qxt serve needs the serve extra: pip install 'qxt-pandas[serve]'")
+        return EXIT_USAGE
+    try:
+        limit = parse_size(args.max_upload)
+    except ValueError as exc:
+        _say(str(exc))
+        return EXIT_USAGE
+    return serve_forever(
+        host=args.host,
+        port=args.port,
+        checkpoint=args.checkpoint,
+        simulate=args.simulate,
+        base_url=args.base_url,
+        max_upload=limit,
+        keep_days=args.keep_days,
+        data_dir=args.data_dir,
+    )
 
 
 def _memory_pool() -> None:

@@ -34,7 +34,7 @@ from .engine import DEFAULT_PATIENCE
 __all__ = ["PROGRESS_STYLES", "CheckOptions", "parse_age", "with_options"]
 
 #: What ``progress=`` accepts, and the style each means.
-PROGRESS_STYLES = {True: "bar", False: "off", "bar": "bar", "log": "log", "off": "off"}
+PROGRESS_STYLES = {True: "bar", False: "off", "bar": "bar", "log": "log", "json": "json", "off": "off"}
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class CheckOptions:
     checkpoint: str | os.PathLike[str] | None = None
     max_age: timedelta | float | str | None = None
     budget: int | None = None
-    progress: bool | str = True  # True/"bar", "log" (plain lines, for ETL logs), False/"off"
+    progress: bool | str = True  # True/"bar", "log" (plain lines, for ETL logs), "json" (for programs), False/"off"
     patience: float = DEFAULT_PATIENCE  # seconds of nothing but push-back before a run stops asking
     retry_unreadable: bool = False  # ask again numbers stored as "charged, unreadable" (they are paid again)
     store_key: Secret | str | None = None  # keep numbers in the store only as keyed hashes (keyed.py)
@@ -94,7 +94,7 @@ class CheckOptions:
         if not isinstance(self.retry_unreadable, bool):
             raise ValueError(f"retry_unreadable={self.retry_unreadable!r}: use True or False")
         if not isinstance(self.progress, (bool, str)) or self.progress not in PROGRESS_STYLES:
-            raise ValueError(f"progress={self.progress!r}: use True, False, 'bar', 'log' or 'off'")
+            raise ValueError(f"progress={self.progress!r}: use True, False, 'bar', 'log', 'json' or 'off'")
         if self.checkpoint is not None and not isinstance(self.checkpoint, (str, os.PathLike)):
             raise ValueError(f"checkpoint={self.checkpoint!r}: use a directory path (str or pathlib.Path) or None")
         if self.checkpoint is not None and str(self.checkpoint).strip() == "":

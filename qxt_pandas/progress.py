@@ -14,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -37,7 +38,8 @@ class Progress:
     """Live counts: a tqdm bar (a widget in Jupyter, text on a terminal), plain log lines, or nothing.
 
     ``style`` is ``"bar"``, ``"log"`` (a line to stderr every ``interval`` seconds, for ETL
-    logs that are not terminals), or ``"off"``.
+    logs that are not terminals), ``"json"`` (a JSON object a line on stderr twice a second, for
+    programs that watch a run: ``qxt serve``, an orchestrator), or ``"off"``.
     """
 
     def __init__(
@@ -71,6 +73,9 @@ class Progress:
             if self.style == "log" and now - self._logged >= self.interval:
                 self._logged = now
                 self._log(now)
+            elif self.style == "json" and now - self._logged >= 0.5:
+                self._logged = now
+                self._json(now)
 
     def found(self, count: int) -> None:
         """``count`` numbers were answered by another run meanwhile: done, and from the checkpoint."""
@@ -94,6 +99,21 @@ class Progress:
         print(f"QXT {self.done:,}/{self.total:,} numbers ({rate:.0f}/s{eta}): {self.summary()}",
               file=sys.stderr, flush=True)  # fmt: skip
 
+    def snapshot(self, now: float | None = None) -> dict[str, object]:
+        """The counts as plain values: done and total numbers, rate, ETA, the engine's load, each outcome."""
+        elapsed = (now or time.monotonic()) - self._started
+        rate = self.done / elapsed if elapsed else 0.0
+        in_flight, allowed, pushbacks = self.load() if self.load is not None else (0, 0, 0)
+        return {
+            "done": self.done, "total": self.total, "rate": round(rate, 1),
+            "eta": round((self.total - self.done) / rate, 1) if rate and self.done < self.total else None,
+            "in_flight": in_flight, "allowed": allowed, "pushbacks": pushbacks,
+            "from_checkpoint": self.from_checkpoint, "counts": dict(self.counts),
+        }  # fmt: skip
+
+    def _json(self, now: float) -> None:
+        print(json.dumps({"progress": self.snapshot(now)}, ensure_ascii=False), file=sys.stderr, flush=True)
+
     def summary(self) -> str:
         c = self.counts
         text = f"answered={c['answered']} 空号={c['空号']} 停机={c['停机']}"
@@ -112,5 +132,7 @@ class Progress:
         self._bar.close()
         if self.style == "log":
             self._log(time.monotonic())
+        elif self.style == "json":
+            self._json(time.monotonic())
         if closing:
             self.note(closing)

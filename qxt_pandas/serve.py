@@ -1,0 +1,550 @@
+"""``qxt serve``: a web console over the same pipeline and store, for people who do not code.
+
+Upload a CSV/TSV/xlsx/Parquet export, see the plan (free), run, watch, stop, download the
+checked file, the split files as one zip and the HTML report. The page is plain HTML and a
+small script (``qxt_pandas/_page/``), served by this Starlette app; the page uses the same JSON
+API scripts and tests use:
+
+    POST /api/jobs                  multipart ``file`` (and ``column``): {"id", "plan", ...}, nothing paid
+    POST /api/jobs/{id}/plan        {"column"}: the plan for another column
+    POST /api/jobs/{id}/run         run it (queued while another job pays from the same store)
+    POST /api/jobs/{id}/stop        stop: answers in flight are kept; run again to resume
+    GET  /api/jobs, /api/jobs/{id}  state, progress, summary, files
+    GET  /api/jobs/{id}/events      the same as Server-Sent Events, twice a second
+    GET  /api/jobs/{id}/files/{name}
+
+A run is ``qxt check`` in a process of its own (``--progress json``, ``--split``), so it keeps every
+promise the command keeps: a stop is the command's first Ctrl-C (drain, keep what was paid for), a
+server that dies takes no answer with it, and the store's claims protect against runs elsewhere.
+
+Security: every request needs the token (printed in the URL at start, or ``$QXT_SERVE_TOKEN``) as
+``Authorization: Bearer``, or the HttpOnly SameSite=Strict cookie the first visit with ``?token=``
+sets; a POST carried by the cookie must come from this origin. The QXT key stays in the server's
+environment; uploads are bounded, stored under names the server makes, and deleted with their job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import sys
+import time
+import uuid
+import zipfile
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from .files import InputError, open_source
+from .masking import mask_text
+from .numbers import normalize_mobiles
+from .options import with_options
+from .results import text_series
+from .store import open_existing, shown
+
+__all__ = ["Console", "create_app"]
+
+_PAGE = Path(__file__).parent / "_page"
+_SUFFIXES = {
+    ".csv": ".csv",
+    ".tsv": ".tsv",
+    ".txt": ".csv",
+    ".xlsx": ".xlsx",
+    ".parquet": ".parquet",
+    ".pq": ".parquet",
+}
+_COOKIE = "qxt_token"
+#: A job's states: planned (uploaded, nothing paid), queued, running, stopping, done, stopped, failed.
+_ACTIVE = ("queued", "running", "stopping")
+
+
+@dataclass
+class Job:
+    """One uploaded file and what became of it; kept as ``job.json`` in its own directory."""
+
+    id: str
+    name: str  # the uploaded file's name, for display and downloads only (never a path)
+    suffix: str
+    created: float
+    column: str | None = None
+    columns: list[str] = field(default_factory=list)
+    plan: dict[str, Any] | None = None
+    state: str = "planned"
+    progress: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+    error: str | None = None
+    log: list[str] = field(default_factory=list)
+
+    def public(self) -> dict[str, Any]:
+        done = self.progress.get("done", 0)
+        total = self.progress.get("total", (self.plan or {}).get("to_query", 0))
+        return {**asdict(self), "done": done, "total": total}
+
+
+class Console:
+    """The server's jobs, in ``root``; one paying run per store at a time."""
+
+    def __init__(self, root: Path, *, checkpoint: str, base_url: str | None, env: dict[str, str],
+                 max_upload: int, keep_days: float, simulated: bool = False) -> None:  # fmt: skip
+        self.root, self.checkpoint, self.base_url, self.env = root, checkpoint, base_url, env
+        self.simulated = simulated
+        self.max_upload, self.keep_days = max_upload, keep_days
+        (root / "jobs").mkdir(parents=True, exist_ok=True)
+        self.jobs: dict[str, Job] = {}
+        self._procs: dict[str, asyncio.subprocess.Process] = {}
+        self._paying = asyncio.Lock()  # one paying run per store from this server; claims cover the rest
+        self._load()
+
+    # -- jobs on disk ----------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        cutoff = time.time() - self.keep_days * 86400
+        for path in sorted((self.root / "jobs").glob("*/job.json")):
+            with contextlib.suppress(OSError, ValueError, TypeError):
+                job = Job(**json.loads(path.read_text(encoding="utf-8")))
+                if job.created < cutoff:
+                    shutil.rmtree(path.parent, ignore_errors=True)
+                    continue
+                if job.state in ("running", "queued"):  # the server stopped under it: Run resumes
+                    job.state, job.error = "stopped", "the server restarted during the run; run again to resume"
+                self.jobs[job.id] = job
+                self.save(job)
+
+    def folder(self, job: Job) -> Path:
+        return self.root / "jobs" / job.id
+
+    def input(self, job: Job) -> Path:
+        return self.folder(job) / f"input{job.suffix}"
+
+    def save(self, job: Job) -> None:
+        tmp = self.folder(job) / "job.json.tmp"
+        tmp.write_text(json.dumps(asdict(job), ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp, self.folder(job) / "job.json")
+
+    # -- upload and plan -------------------------------------------------------------------------
+
+    async def upload(self, request: Request) -> Job:
+        """The uploaded file streamed to disk under a name the server makes; 413 past ``max_upload``."""
+        declared = int(request.headers.get("content-length") or 0)
+        if declared > self.max_upload + 64 * 1024:
+            raise _Refusal(413, f"the file is larger than this server accepts ({_size(self.max_upload)})")
+        form = await request.form(max_files=1, max_fields=4, max_part_size=64 * 1024)
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise _Refusal(400, "send the export as the multipart field 'file'")
+        name = _display_name(upload.filename or "export.csv")
+        suffix = _SUFFIXES.get(Path(name).suffix.lower())
+        if suffix is None:
+            raise _Refusal(400, f"{name}: choose a .csv, .tsv, .txt, .xlsx or .parquet file")
+        job = Job(id=uuid.uuid4().hex[:12], name=name, suffix=suffix, created=time.time())
+        self.folder(job).mkdir(parents=True)
+        size = 0
+        try:
+            with open(self.input(job), "wb") as out:
+                while chunk := await upload.read(1 << 20):
+                    size += len(chunk)
+                    if size > self.max_upload:
+                        raise _Refusal(413, f"the file is larger than this server accepts ({_size(self.max_upload)})")
+                    out.write(chunk)
+        except BaseException:
+            shutil.rmtree(self.folder(job), ignore_errors=True)
+            raise
+        column = form.get("column")
+        job.column = column if isinstance(column, str) and column else None
+        self.jobs[job.id] = job
+        try:
+            await asyncio.to_thread(self.plan, job)
+        except _Refusal:
+            self.delete(job)
+            raise
+        return job
+
+    def plan(self, job: Job, column: str | None = None) -> None:
+        """The free plan for ``job`` (the column guessed when none is named): rows, invalid, to pay, balance."""
+        from .stream import plan_file
+
+        try:
+            source = open_source(self.input(job))
+        except InputError as exc:
+            raise _Refusal(400, str(exc).replace(str(self.input(job)), job.name)) from None
+        job.columns = source.columns
+        chosen = column or job.column or guess_column(source)
+        if chosen not in source.columns:
+            raise _Refusal(400, f"{job.name} has no column {chosen!r}; its columns are {source.columns}")
+        options = with_options(checkpoint=self.checkpoint, base_url=self.base_url, progress=False,
+                               apikey=self.env.get("QXT_APIKEY"))  # fmt: skip
+        try:
+            plan = plan_file(source, chosen, options)
+        except InputError as exc:
+            raise _Refusal(400, str(exc).replace(str(self.input(job)), job.name)) from None
+        except Exception as exc:  # the balance could not be read: the key, the network
+            raise _Refusal(502, mask_text(str(exc))) from None
+        job.column, job.plan = chosen, {**asdict(plan), "will_query": plan.will_query, "covered": plan.covered}
+        self.save(job)
+        with contextlib.suppress(Exception):  # the plan bound the store to the service that answered
+            store = open_existing(self.checkpoint)
+            self.simulated = self.simulated or bool(store.simulator)
+            store.close()
+
+    # -- run and stop ----------------------------------------------------------------------------
+
+    async def run(self, job: Job) -> None:
+        if job.state in _ACTIVE:
+            return
+        job.state, job.error, job.progress, job.log = "queued", None, {}, []
+        self.save(job)
+        asyncio.get_running_loop().create_task(self._run(job))
+
+    async def _run(self, job: Job) -> None:
+        async with self._paying:
+            if job.state != "queued":  # stopped while queued
+                return
+            job.state = "running"
+            self.save(job)
+            out = self.folder(job) / "out"
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir()
+            output = out / f"{Path(job.name).stem}.checked{'.csv' if job.suffix == '.tsv' else job.suffix}"
+            args = [sys.executable, "-m", "qxt_pandas.cli", "check", str(self.input(job)), "--column",
+                    str(job.column), "--output", str(output), "--split", "--checkpoint", self.checkpoint,
+                    "--progress", "json"]  # fmt: skip
+            if self.base_url:
+                args += ["--base-url", self.base_url]
+            proc = await asyncio.create_subprocess_exec(*args, env=self.env, stdin=asyncio.subprocess.DEVNULL,
+                                                        stdout=asyncio.subprocess.DEVNULL,
+                                                        stderr=asyncio.subprocess.PIPE)  # fmt: skip
+            self._procs[job.id] = proc
+            assert proc.stderr is not None
+            async for raw in proc.stderr:
+                line = raw.decode("utf-8", errors="replace").rstrip()
+                if line.startswith('{"progress"'):
+                    with contextlib.suppress(ValueError):
+                        job.progress = json.loads(line)["progress"]
+                        continue
+                job.log.append(line.replace(str(self.input(job)), job.name).replace(str(out) + os.sep, ""))
+            code = await proc.wait()
+            self._procs.pop(job.id, None)
+            job.files = await asyncio.to_thread(self._collect, job, out, output)
+            job.summary = await asyncio.to_thread(_summary, output, job.log) if output.exists() else {}
+            if code in (0, 5):
+                job.state = "done"
+            elif code == 130 or job.state == "stopping":
+                job.state, job.error = "stopped", "stopped: the answers paid for are kept; run again to resume"
+            else:
+                job.state, job.error = "failed", (job.log[-1] if job.log else f"qxt check exited with {code}")
+            self.save(job)
+
+    def stop(self, job: Job) -> None:
+        """The command's first Ctrl-C: nothing new is asked, answers in flight are kept."""
+        proc = self._procs.get(job.id)
+        if job.state == "queued":
+            job.state, job.error = "stopped", "stopped before it started"
+            self.save(job)
+        elif proc is not None and proc.returncode is None:
+            job.state = "stopping"
+            proc.send_signal(signal.SIGINT)
+
+    def _collect(self, job: Job, out: Path, output: Path) -> list[str]:
+        """The job's downloads: the checked file, the split files as one zip, the store's HTML report."""
+        files = []
+        if output.exists():
+            files.append(output.name)
+            parts = sorted(p for p in out.iterdir() if p != output and p.suffix in (".csv", ".xlsx", ".parquet"))
+            if parts:
+                with zipfile.ZipFile(out / f"{Path(job.name).stem}.split.zip", "w", zipfile.ZIP_DEFLATED) as zipped:
+                    for part in parts:
+                        zipped.write(part, part.name)
+                files.append(f"{Path(job.name).stem}.split.zip")
+        from .report import report
+
+        with contextlib.suppress(Exception):  # a report is a convenience: the run's outcome does not hang on it
+            (out / "report.html").write_text(report(self.checkpoint).to_html(), encoding="utf-8")
+            files.append("report.html")
+        return files
+
+    async def close(self) -> None:
+        """The server is stopping: each run gets the command's first Ctrl-C and up to 30 s to keep its answers."""
+        running = [proc for proc in self._procs.values() if proc.returncode is None]
+        for proc in running:
+            proc.send_signal(signal.SIGINT)
+        for proc in running:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(proc.wait(), 30)
+
+    def delete(self, job: Job) -> None:
+        self.jobs.pop(job.id, None)
+        shutil.rmtree(self.folder(job), ignore_errors=True)
+
+
+class _Refusal(Exception):
+    """A request refused, with the status and a sentence for the page."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def guess_column(source: Any) -> str:
+    """The column whose first 200 values normalize best into mobile numbers (the first column on a tie)."""
+    table = next(iter(source.tables()), None)
+    if table is None or table.num_rows == 0:
+        return str(source.columns[0])
+    scores = [normalize_mobiles(text_series(table.column(name).slice(0, 200)))["qxt_mobile"].notna().mean()
+              for name in source.columns]  # fmt: skip
+    return str(source.columns[max(range(len(scores)), key=lambda k: (scores[k], -k))])
+
+
+def _summary(output: Path, log: list[str]) -> dict[str, Any]:
+    """Rows by outcome in the checked file, and what the run paid (the command's own count)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from .results import outcomes
+
+    if output.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(output, columns=["qxt_code", "Status"])
+    elif output.suffix == ".xlsx":
+        import pandas as pd
+
+        frame = pd.read_excel(output, usecols=["qxt_code", "Status"], dtype={"qxt_code": "Int16", "Status": str})
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+    else:
+        import pyarrow.csv as pa_csv
+
+        kinds = {"qxt_code": pa.int16(), "Status": pa.string()}
+        convert = pa_csv.ConvertOptions(include_columns=list(kinds), column_types=kinds)
+        table = pa_csv.read_csv(output, convert_options=convert)
+    each = pc.value_counts(outcomes(table["qxt_code"], table["Status"])).to_pylist()
+    found = (re.search(r"paid queries ([\d,]+)", line) for line in log)
+    paid = next((int(m.group(1).replace(",", "")) for m in found if m), None)
+    return {"rows": table.num_rows, "outcomes": {e["values"]: e["counts"] for e in each}, "paid": paid}
+
+
+def _display_name(name: str) -> str:
+    """A file name fit to show and to offer as a download name: its last part, no control characters."""
+    name = re.split(r"[\\/]", name)[-1]
+    name = "".join(ch for ch in name if ch.isprintable() and ch not in '<>:"|?*').strip(" .")
+    return name[:120] or "export.csv"
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:,.0f} MB" if n >= 2**20 else f"{n / 2**10:,.0f} KB"
+
+
+# -- the app ----------------------------------------------------------------------------------------
+
+
+def create_app(console: Console, token: str) -> Starlette:
+    """The web app: the page, its script and style, and the JSON API; every request needs ``token``."""
+
+    def authorized(request: Request) -> bool:
+        given = request.headers.get("authorization", "")
+        if given.lower().startswith("bearer ") and hmac.compare_digest(given[7:].strip(), token):
+            return True
+        cookie = request.cookies.get(_COOKIE, "")
+        if cookie and hmac.compare_digest(cookie, token):
+            if request.method != "GET":  # a cookie rides along with any site's form: same origin only
+                origin = request.headers.get("origin") or request.headers.get("referer") or ""
+                return origin.startswith(f"{request.url.scheme}://{request.url.netloc}")
+            return True
+        return False
+
+    def job_of(request: Request) -> Job:
+        job = console.jobs.get(request.path_params["id"])
+        if job is None:
+            raise _Refusal(404, "no such job (finished jobs are deleted after --keep-days)")
+        return job
+
+    async def page(request: Request) -> Response:
+        given = request.query_params.get("token")
+        if given is not None and hmac.compare_digest(given, token):  # the first visit: keep it in a cookie
+            response = RedirectResponse("/", status_code=303)
+            response.set_cookie(_COOKIE, token, httponly=True, samesite="strict", path="/")
+            return response
+        if not authorized(request):
+            return HTMLResponse(_UNAUTHORIZED, status_code=401)
+        return HTMLResponse((_PAGE / "index.html").read_text(encoding="utf-8"))
+
+    async def static(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in ("app.js", "app.css"):
+            return Response(status_code=404)
+        kind = "text/javascript" if name.endswith(".js") else "text/css"
+        return Response((_PAGE / name).read_text(encoding="utf-8"), media_type=f"{kind}; charset=utf-8")
+
+    async def api(request: Request) -> Response:
+        if not authorized(request):
+            return JSONResponse({"error": "unauthorized: open the URL the server printed (with its token)"}, 401)
+        try:
+            return await _route(request)
+        except _Refusal as exc:
+            return JSONResponse({"error": exc.message}, exc.status)
+
+    async def _route(request: Request) -> Response:
+        action, method = request.path_params.get("action", ""), request.method
+        if request.url.path == "/api/info":
+            return JSONResponse({"simulated": console.simulated, "store": shown(console.checkpoint),
+                                 "max_upload": _size(console.max_upload)})  # fmt: skip
+        if "id" not in request.path_params:
+            if method == "POST":
+                job = await console.upload(request)
+                return JSONResponse({"id": job.id, "plan": job.plan, "column": job.column, "columns": job.columns})
+            return JSONResponse({"jobs": [j.public() for j in sorted(console.jobs.values(), key=lambda j: -j.created)]})
+        job = job_of(request)
+        if method == "GET" and action == "":
+            return JSONResponse(job.public())
+        if method == "DELETE" and action == "":
+            if job.state in _ACTIVE:
+                raise _Refusal(409, "stop the job before deleting it")
+            console.delete(job)
+            return JSONResponse({"deleted": job.id})
+        if method == "POST" and action == "plan":
+            if job.state in _ACTIVE:
+                raise _Refusal(409, "the job is running; stop it first")
+            body = await request.json()
+            await asyncio.to_thread(console.plan, job, str(body.get("column") or ""))
+            return JSONResponse(job.public())
+        if method == "POST" and action == "run":
+            await console.run(job)
+            return JSONResponse(job.public())
+        if method == "POST" and action == "stop":
+            console.stop(job)
+            return JSONResponse(job.public())
+        if method == "GET" and action == "events":
+            return StreamingResponse(_events(job), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-store"})  # fmt: skip
+        raise _Refusal(404, "no such action")
+
+    async def _events(job: Job) -> AsyncIterator[str]:
+        while True:
+            yield f"data: {json.dumps(job.public(), ensure_ascii=False)}\n\n"
+            if job.state not in _ACTIVE:
+                return
+            await asyncio.sleep(0.5)
+
+    async def download(request: Request) -> Response:
+        if not authorized(request):
+            return JSONResponse({"error": "unauthorized"}, 401)
+        try:
+            job = job_of(request)
+        except _Refusal as exc:
+            return JSONResponse({"error": exc.message}, exc.status)
+        name = request.path_params["name"]
+        if name not in job.files:  # only names the server listed: nothing else on disk is reachable
+            return JSONResponse({"error": "no such file"}, 404)
+        return FileResponse(console.folder(job) / "out" / name, filename=name,
+                            headers={"X-Content-Type-Options": "nosniff",
+                                     "Content-Security-Policy": "sandbox"})  # fmt: skip
+
+    async def secure(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'",
+        )
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        return response
+
+    from starlette.middleware import Middleware
+    from starlette.middleware.base import BaseHTTPMiddleware
+
+    routes = [
+        Route("/", page),
+        Route("/static/{name}", static),
+        Route("/api/info", api),
+        Route("/api/jobs", api, methods=["GET", "POST"]),
+        Route("/api/jobs/{id}", api, methods=["GET", "DELETE"]),
+        Route("/api/jobs/{id}/files/{name}", download),
+        Route("/api/jobs/{id}/{action}", api, methods=["GET", "POST"]),
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await console.close()
+
+    return Starlette(routes=routes, middleware=[Middleware(BaseHTTPMiddleware, dispatch=secure)], lifespan=lifespan)
+
+
+_UNAUTHORIZED = """<!doctype html><meta charset="utf-8"><title>qxt serve</title>
+<p>需要令牌 · A token is needed: open the address <code>qxt serve</code> printed when it started (it ends in
+<code>?token=…</code>).</p>"""
+
+
+@contextlib.contextmanager
+def _simulated() -> Iterator[tuple[str, dict[str, str]]]:
+    from .simulator import DEMO_APIKEY, Simulator, serve
+
+    with serve(Simulator(latency=0.05)) as url:
+        yield url, {**os.environ, "QXT_APIKEY": DEMO_APIKEY}
+
+
+def serve_forever(*, host: str, port: int, checkpoint: str | None, simulate: bool, base_url: str | None,
+                  max_upload: int, keep_days: float, data_dir: Path | None) -> int:  # fmt: skip
+    """Run the console until interrupted; the first line printed is its URL with the token."""
+    import uvicorn
+
+    root = (
+        data_dir or Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "qxt-pandas" / "serve"
+    )
+    token = os.environ.get("QXT_SERVE_TOKEN") or secrets.token_urlsafe(24)
+    with contextlib.ExitStack() as stack:
+        env = dict(os.environ)
+        if simulate:
+            base_url, env = stack.enter_context(_simulated())
+        elif not env.get("QXT_APIKEY"):
+            print("qxt: serve needs the QXT key in QXT_APIKEY (it stays on this server), or --simulate.",
+                  file=sys.stderr)  # fmt: skip
+            return 3
+        store = checkpoint or str(root / "answers.qxt")
+        sock = _bind(host, port)
+        shown = f"[{host}]" if ":" in host else host
+        print(f"http://{shown}:{sock.getsockname()[1]}/?token={token}", flush=True)
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            print(f"qxt: serving on {host}: anyone who can reach it and has the token can spend the balance",
+                  file=sys.stderr, flush=True)  # fmt: skip
+
+        async def main() -> None:
+            console = Console(root, checkpoint=store, base_url=base_url, env=env, max_upload=max_upload,
+                              keep_days=keep_days, simulated=simulate)  # fmt: skip
+            config = uvicorn.Config(create_app(console, token), log_level="warning", access_log=False)
+            await uvicorn.Server(config).serve(sockets=[sock])
+
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(main())
+    return 0
+
+
+def _bind(host: str, port: int) -> Any:
+    import socket
+
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    return sock
+
+
+def parse_size(text: str) -> int:
+    """``200MB``, ``1.5GB``, ``500k`` or a number of bytes."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmg]?)i?b?\s*", text.lower())
+    if not match:
+        raise ValueError(f"--max-upload {text!r}: use a size such as 200MB or 1GB")
+    return int(float(match.group(1)) * {"": 1, "k": 2**10, "m": 2**20, "g": 2**30}[match.group(2)])

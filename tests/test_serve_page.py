@@ -1,0 +1,68 @@
+"""qxt serve's page in a real browser (issue 23): Debian's Chromium driven by Playwright.
+
+Uploads the sample export, runs it, waits for done, downloads the split zip and checks its
+counts; takes the page at 1280 and 390 px wide (saved under the test's directory, and into
+docs/images/ when QXT_DOCS_SCREENSHOTS is set). Skips, saying why, where no Chromium can be had
+(.ci/run installs Debian's ``chromium`` with apt-get when it is missing).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import SAMPLE
+from test_serve import console, rich
+
+from qxt_pandas.simulator import serve
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the test extra")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="no Chromium on this machine: apt-get install chromium (.ci/run does it when it can)"
+)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_page_uploads_runs_and_downloads_in_a_real_browser(tmp_path):
+    sim = rich(latency=0.002)
+    with serve(sim) as url, console(tmp_path, url) as c, sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+            page.goto(f"{c.base}/?token={c.token}")
+            assert page.url == f"{c.base}/"  # the token went into a cookie, out of the address bar
+            page.set_input_files("#file", str(SAMPLE))
+            page.wait_for_selector("#plan-section:not([hidden])")
+            plan = page.inner_text("#plan")
+            assert "3,000" in plan and page.input_value("#column") == "mobile" and len(sim.ledger) == 0
+            page.wait_for_selector("#simulated:not([hidden])")  # simulated answers say so, prominently
+            page.screenshot(path=str(tmp_path / "serve-plan-1280.png"), full_page=True)
+            page.click("#run")
+            page.locator("#state", has_text="完成").wait_for(timeout=120_000)  # (the page's CSP allows no eval)
+            with page.expect_download() as caught:
+                page.click("text=split.zip")
+            zipped = zipfile.ZipFile(io.BytesIO(Path(caught.value.path()).read_bytes()))
+            counts = {n: len(pd.read_csv(zipped.open(n), dtype=str)) for n in zipped.namelist()}
+            assert sum(counts.values()) == 3000 and "crm_export.checked.正常.csv" in counts
+            assert "正常" in page.inner_text("#summary") and page.locator("#jobs tr").count() == 1
+            page.screenshot(path=str(tmp_path / "serve-1280.png"), full_page=True)
+            page.set_viewport_size({"width": 390, "height": 844})
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 390, f"the page is {width} px wide at 390: it scrolls sideways on a phone"
+            page.screenshot(path=str(tmp_path / "serve-390.png"), full_page=True)
+            assert errors == []
+        finally:
+            browser.close()
+    if os.environ.get("QXT_DOCS_SCREENSHOTS"):
+        (ROOT / "docs" / "images").mkdir(exist_ok=True)
+        for name in ("serve-1280.png", "serve-390.png"):
+            shutil.copy(tmp_path / name, ROOT / "docs" / "images" / name)
