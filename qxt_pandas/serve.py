@@ -106,6 +106,7 @@ class Console:
         (root / "jobs").mkdir(parents=True, exist_ok=True)
         self.jobs: dict[str, Job] = {}
         self._procs: dict[str, asyncio.subprocess.Process] = {}
+        self._tasks: set[asyncio.Task[None]] = set()  # held: the loop keeps only weak references to tasks
         self._paying = asyncio.Lock()  # one paying run per store from this server; claims cover the rest
         self._load()
 
@@ -207,9 +208,18 @@ class Console:
             return
         job.state, job.error, job.progress, job.log = "queued", None, {}, []
         self.save(job)
-        asyncio.get_running_loop().create_task(self._run(job))
+        task = asyncio.get_running_loop().create_task(self._run(job))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _run(self, job: Job) -> None:
+        try:
+            await self._run_command(job)
+        except Exception as exc:  # never a job left "running" by a failure of the server's own
+            job.state, job.error = "failed", mask_text(f"the server could not run the job: {exc}")
+            self.save(job)
+
+    async def _run_command(self, job: Job) -> None:
         async with self._paying:
             if job.state != "queued":  # stopped while queued
                 return
@@ -251,6 +261,8 @@ class Console:
     def stop(self, job: Job) -> None:
         """The command's first Ctrl-C: nothing new is asked, answers in flight are kept."""
         proc = self._procs.get(job.id)
+        if job.state == "stopping":  # a second Ctrl-C would abandon answers in flight, which may be paid for
+            return
         if job.state == "queued":
             job.state, job.error = "stopped", "stopped before it started"
             self.save(job)

@@ -217,3 +217,19 @@ def test_a_restart_marks_a_running_job_stopped_and_run_resumes_it(tmp_path):
             assert before["state"] == "stopped" and before["error"]
             done = run_to_end(http, job)
     assert done["summary"]["rows"] == 2000 and sim.ledger.paid_twice() == {}
+
+
+def test_stop_twice_still_keeps_the_answers_in_flight(tmp_path):
+    sim = rich(latency=0.3)  # slow answers: many in flight when the stop comes
+    pd.DataFrame({"m": [f"135{i:08d}" for i in range(600)]}).to_csv(tmp_path / "slow.csv", index=False)
+    with serve(sim) as url, console(tmp_path, url) as c, c.client() as http:
+        job = upload(http, tmp_path / "slow.csv")["id"]
+        http.post(f"/api/jobs/{job}/run")
+        assert wait_for(lambda: len(sim.ledger) >= 50, timeout=60)
+        http.post(f"/api/jobs/{job}/stop")
+        http.post(f"/api/jobs/{job}/stop")  # an impatient second click: not the command's second Ctrl-C
+        assert wait_for(lambda: http.get(f"/api/jobs/{job}").json()["state"] == "stopped", timeout=60)
+        charged = set(sim.ledger.paid(SECRET))
+        done = run_to_end(http, job)
+    assert done["summary"]["rows"] == 600 and sim.ledger.paid_twice() == {}
+    assert charged <= set(sim.ledger.paid(SECRET))
