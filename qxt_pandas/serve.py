@@ -271,16 +271,21 @@ class Console:
             proc.send_signal(signal.SIGINT)
 
     def _collect(self, job: Job, out: Path, output: Path) -> list[str]:
-        """The job's downloads: the checked file, the split files as one zip, the store's HTML report."""
+        """The job's downloads: the checked file (and as xlsx, for Excel), the split files as one zip
+        (``<name>.正常.csv`` …), the store's HTML report."""
         files = []
         if output.exists():
             files.append(output.name)
+            stem = Path(job.name).stem
             parts = sorted(p for p in out.iterdir() if p != output and p.suffix in (".csv", ".xlsx", ".parquet"))
             if parts:
-                with zipfile.ZipFile(out / f"{Path(job.name).stem}.split.zip", "w", zipfile.ZIP_DEFLATED) as zipped:
-                    for part in parts:
-                        zipped.write(part, part.name)
-                files.append(f"{Path(job.name).stem}.split.zip")
+                with zipfile.ZipFile(out / f"{stem}.split.zip", "w", zipfile.ZIP_DEFLATED) as zipped:
+                    for part in parts:  # <name>.checked.正常.csv is <name>.正常.csv in the zip
+                        zipped.write(part, part.name.replace(f"{stem}.checked.", f"{stem}.", 1))
+                files.append(f"{stem}.split.zip")
+            excel = out / f"{stem}.checked.xlsx"
+            if output.suffix != ".xlsx" and _as_workbook(output, excel):
+                files.insert(1, excel.name)
         from .report import report
 
         with contextlib.suppress(Exception):  # a report is a convenience: the run's outcome does not hang on it
@@ -346,6 +351,28 @@ def _summary(output: Path, log: list[str]) -> dict[str, Any]:
     found = (re.search(r"paid queries ([\d,]+)", line) for line in log)
     paid = next((int(m.group(1).replace(",", "")) for m in found if m), None)
     return {"rows": table.num_rows, "outcomes": {e["values"]: e["counts"] for e in each}, "paid": paid}
+
+
+def _as_workbook(output: Path, excel: Path) -> bool:
+    """``output`` also as an Excel workbook (numbers kept as text), when it fits in one sheet."""
+    from .outputs import AtomicWriter
+
+    source = open_source(output)
+    if source.kind == "csv" and output.stat().st_size > 200 * 2**20:  # not worth it, and likely over Excel's rows
+        return False
+    writer = AtomicWriter(excel)
+    writer.open(source.schema)
+    try:
+        for table in source.tables():
+            if writer.rows + table.num_rows > 1_048_575:  # Excel's last row, less the header
+                writer.discard()
+                return False
+            writer.write(table)
+        writer.commit()
+    except BaseException:
+        writer.discard()
+        raise
+    return True
 
 
 def _display_name(name: str) -> str:

@@ -92,7 +92,8 @@ def test_plan_pays_nothing_and_a_run_writes_what_qxt_check_writes(tmp_path):
         plan = made["plan"]
         assert plan["rows"] == 3000 and plan["to_query"] == plan["unique"] and plan["in_checkpoint"] == 0
         done = run_to_end(http, made["id"])
-        assert set(done["files"]) == {"crm_export.checked.csv", "crm_export.split.zip", "report.html"}
+        files = ["crm_export.checked.csv", "crm_export.checked.xlsx", "crm_export.split.zip", "report.html"]
+        assert done["files"] == files
         assert done["summary"]["rows"] == 3000 and done["summary"]["paid"] == len(sim.ledger)
         assert done["progress"]["done"] == done["progress"]["total"] == plan["to_query"]
         web = http.get(f"/api/jobs/{made['id']}/files/crm_export.checked.csv")
@@ -104,11 +105,13 @@ def test_plan_pays_nothing_and_a_run_writes_what_qxt_check_writes(tmp_path):
         assert mine.returncode == 0 and len(sim.ledger) == paid  # the command found every answer the page paid for
         assert web.content == (tmp_path / "cli.csv").read_bytes()
         zipped = zipfile.ZipFile(io.BytesIO(http.get(f"/api/jobs/{made['id']}/files/crm_export.split.zip").content))
-        counts = {n: len(pd.read_csv(zipped.open(n), dtype=str)) for n in zipped.namelist()}
+        workbook = pd.read_excel(io.BytesIO(http.get(f"/api/jobs/{made['id']}/files/crm_export.checked.xlsx").content),
+                                 dtype=str)  # fmt: skip
         assert (
-            sum(counts.values()) == 3000
-            and counts["crm_export.checked.正常.csv"] == done["summary"]["outcomes"]["正常"]
+            len(workbook) == 3000 and workbook["mobile"].tolist() == pd.read_csv(SAMPLE, dtype=str)["mobile"].tolist()
         )
+        counts = {n: len(pd.read_csv(zipped.open(n), dtype=str)) for n in zipped.namelist()}
+        assert sum(counts.values()) == 3000 and counts["crm_export.正常.csv"] == done["summary"]["outcomes"]["正常"]
 
 
 def test_a_second_upload_pays_nothing_and_overlapping_jobs_pay_each_number_once(tmp_path):

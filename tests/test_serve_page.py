@@ -52,7 +52,7 @@ def test_the_page_uploads_runs_and_downloads_in_a_real_browser(tmp_path):
                 page.click("text=split.zip")
             zipped = zipfile.ZipFile(io.BytesIO(Path(caught.value.path()).read_bytes()))
             counts = {n: len(pd.read_csv(zipped.open(n), dtype=str)) for n in zipped.namelist()}
-            assert sum(counts.values()) == 3000 and "crm_export.checked.正常.csv" in counts
+            assert sum(counts.values()) == 3000 and "crm_export.正常.csv" in counts
             assert "正常" in page.inner_text("#summary") and page.locator("#jobs tr").count() == 1
             page.screenshot(path=str(tmp_path / "serve-1280.png"), full_page=True)
             page.set_viewport_size({"width": 390, "height": 844})
