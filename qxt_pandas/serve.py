@@ -113,17 +113,28 @@ class Console:
     # -- jobs on disk ----------------------------------------------------------------------------
 
     def _load(self) -> None:
-        cutoff = time.time() - self.keep_days * 86400
         for path in sorted((self.root / "jobs").glob("*/job.json")):
             with contextlib.suppress(OSError, ValueError, TypeError):
                 job = Job(**json.loads(path.read_text(encoding="utf-8")))
-                if job.created < cutoff:
-                    shutil.rmtree(path.parent, ignore_errors=True)
-                    continue
-                if job.state in ("running", "queued"):  # the server stopped under it: Run resumes
+                if job.state in _ACTIVE:  # the server stopped under it: Run resumes
                     job.state, job.error = "stopped", "the server restarted during the run; run again to resume"
                 self.jobs[job.id] = job
                 self.save(job)
+        self.sweep()
+
+    def sweep(self) -> int:
+        """Delete the jobs older than ``keep_days``, their upload and results with them; how many."""
+        cutoff = time.time() - self.keep_days * 86400
+        old = [job for job in self.jobs.values() if job.created < cutoff and job.state not in _ACTIVE]
+        for job in old:
+            self.delete(job)
+        return len(old)
+
+    async def sweeping(self, every: float = 3600.0) -> None:
+        """:meth:`sweep` now and then while the server runs."""
+        while True:
+            await asyncio.sleep(every)
+            self.sweep()
 
     def folder(self, job: Job) -> Path:
         return self.root / "jobs" / job.id
@@ -516,7 +527,9 @@ def create_app(console: Console, token: str) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        sweeper = asyncio.get_running_loop().create_task(console.sweeping())
         yield
+        sweeper.cancel()
         await console.close()
 
     return Starlette(routes=routes, middleware=[Middleware(BaseHTTPMiddleware, dispatch=secure)], lifespan=lifespan)

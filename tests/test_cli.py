@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -197,3 +198,15 @@ def test_simulate_serves_until_stopped():
     finally:
         child.terminate()
         child.wait(10)
+
+
+def test_progress_json_is_one_object_a_line_for_programs(tmp_path, service):
+    _, url = service
+    pd.DataFrame({"m": [f"139{i:08d}" for i in range(300)]}).to_csv(tmp_path / "in.csv", index=False)
+    done = qxt("check", tmp_path / "in.csv", "--column", "m", "--output", tmp_path / "out.csv", "--no-checkpoint",
+               "--base-url", url, "--progress", "json")  # fmt: skip
+    lines = [json.loads(line)["progress"] for line in done.stderr.splitlines() if line.startswith('{"progress"')]
+    assert done.returncode == 0 and lines, done.stderr
+    last = lines[-1]
+    assert last["done"] == last["total"] == 300 and last["counts"]["answered"] + last["counts"]["no info"] == 300
+    assert {"rate", "eta", "in_flight", "allowed", "pushbacks", "from_checkpoint"} <= set(last)

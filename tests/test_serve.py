@@ -236,3 +236,15 @@ def test_stop_twice_still_keeps_the_answers_in_flight(tmp_path):
         done = run_to_end(http, job)
     assert done["summary"]["rows"] == 600 and sim.ledger.paid_twice() == {}
     assert charged <= set(sim.ledger.paid(SECRET))
+
+
+def test_jobs_older_than_keep_days_are_deleted_with_their_files(tmp_path):
+    sim = rich()
+    with serve(sim) as url:
+        with console(tmp_path, url) as c, c.client() as http:
+            job = upload(http, SAMPLE)["id"]
+        assert (c.data / "jobs" / job / "input.csv").exists()
+        with console(tmp_path, url, "--keep-days", "0.000001") as c, c.client() as http:  # 0.09 s
+            assert http.get("/api/jobs").json()["jobs"] == []
+            assert http.get(f"/api/jobs/{job}").status_code == 404
+        assert not (c.data / "jobs" / job).exists()
