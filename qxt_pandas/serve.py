@@ -151,7 +151,10 @@ class Console:
 
     async def upload(self, request: Request) -> Job:
         """The uploaded file streamed to disk under a name the server makes; 413 past ``max_upload``."""
-        declared = int(request.headers.get("content-length") or 0)
+        length = request.headers.get("content-length")
+        if length is None or not length.isdigit():  # (the form parser would spool an unbounded body first)
+            raise _Refusal(411, "send the upload with a Content-Length (browsers and httpx do)")
+        declared = int(length)
         if declared > self.max_upload + 64 * 1024:
             raise _Refusal(413, f"the file is larger than this server accepts ({_size(self.max_upload)})")
         form = await request.form(max_files=1, max_fields=4, max_part_size=64 * 1024)

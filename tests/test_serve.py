@@ -172,6 +172,10 @@ def test_an_upload_over_the_limit_is_refused_with_413_and_kept_nowhere(tmp_path)
         with open(SAMPLE, "rb") as f:
             refused = http.post("/api/jobs", files={"file": ("crm.csv", f)})
         assert refused.status_code == 413 and "10 KB" in refused.json()["error"]
+        chunked = http.post(
+            "/api/jobs", content=iter([b"--x\r\n"] * 3), headers={"Content-Type": "multipart/form-data; boundary=x"}
+        )
+        assert chunked.status_code == 411  # no length, no upload: nothing is spooled unbounded
         assert list((c.data / "jobs").iterdir()) == []
 
 

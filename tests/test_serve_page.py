@@ -62,6 +62,13 @@ def test_the_page_uploads_runs_and_downloads_in_a_real_browser(tmp_path):
             width = page.evaluate("document.documentElement.scrollWidth")
             assert width <= 390, f"the page is {width} px wide at 390: it scrolls sideways on a phone"
             page.screenshot(path=str(tmp_path / "serve-390.png"), full_page=True)
+            hostile = tmp_path / "x.csv"
+            hostile.write_text("<img src=x onerror=alert(1)>,mobile\n<b>x</b>,13800138000\n", encoding="utf-8")
+            page.set_input_files("#file", files=[{"name": "<img src=x onerror=alert(1)>.csv", "mimeType": "text/csv",
+                                                  "buffer": hostile.read_bytes()}])  # fmt: skip
+            page.locator("#job-name", has_text="onerror=alert(1)").wait_for()  # (its <> dropped from the name)
+            assert "<img src=x onerror=alert(1)>" in page.locator("#column option").all_inner_texts()
+            assert page.locator("img").count() == 0 and page.locator("b").count() == 0  # text, never markup
             assert errors == []
         finally:
             browser.close()
