@@ -118,12 +118,6 @@ class RowCodes:
             file.close()
         self._files = None
 
-    def __enter__(self) -> RowCodes:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
 
 def _grown(array: np.ndarray, size: int) -> np.ndarray:
     """``array`` with room for ``size`` (doubling, so growing by batches costs O(size) in all)."""

@@ -93,20 +93,24 @@ class Progress:
             print(f"QXT: {message}", file=sys.stderr, flush=True)
 
     def _log(self, now: float) -> None:
+        rate, eta = self._pace(now)
+        shown = f", ETA {eta:.0f} s" if eta is not None else ""
+        print(f"QXT {self.done:,}/{self.total:,} numbers ({rate:.0f}/s{shown}): {self.summary()}",
+              file=sys.stderr, flush=True)  # fmt: skip
+
+    def _pace(self, now: float) -> tuple[float, float | None]:
+        """Numbers a second so far, and the seconds left at that rate (None: done, or no rate yet)."""
         elapsed = now - self._started
         rate = self.done / elapsed if elapsed else 0.0
-        eta = f", ETA {(self.total - self.done) / rate:.0f} s" if rate and self.done < self.total else ""
-        print(f"QXT {self.done:,}/{self.total:,} numbers ({rate:.0f}/s{eta}): {self.summary()}",
-              file=sys.stderr, flush=True)  # fmt: skip
+        return rate, (self.total - self.done) / rate if rate and self.done < self.total else None
 
     def snapshot(self, now: float | None = None) -> dict[str, object]:
         """The counts as plain values: done and total numbers, rate, ETA, the engine's load, each outcome."""
-        elapsed = (now or time.monotonic()) - self._started
-        rate = self.done / elapsed if elapsed else 0.0
+        rate, eta = self._pace(time.monotonic() if now is None else now)
         in_flight, allowed, pushbacks = self.load() if self.load is not None else (0, 0, 0)
         return {
             "done": self.done, "total": self.total, "rate": round(rate, 1),
-            "eta": round((self.total - self.done) / rate, 1) if rate and self.done < self.total else None,
+            "eta": None if eta is None else round(eta, 1),
             "in_flight": in_flight, "allowed": allowed, "pushbacks": pushbacks,
             "from_checkpoint": self.from_checkpoint, "counts": dict(self.counts),
         }  # fmt: skip
