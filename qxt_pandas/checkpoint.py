@@ -56,7 +56,8 @@ import pyarrow.parquet as pq
 
 from ._durable import fsync_dir, write_atomically
 from ._locks import held_elsewhere, lock, try_lock
-from .errors import CheckpointError
+from ._spill import identity, spill_dir, spilled
+from .errors import CheckpointError, StoreUnavailableError
 from .journal import (
     ANSWER_SCHEMA,
     DAMAGED,
@@ -101,6 +102,11 @@ class Checkpoint:
         self._meta = self._read_meta()
         check_key(str(self.path), self._meta.get("key"), key)
         self._seen: dict[str, int] = {}  # file name -> bytes consumed (journals) or -1 (parts)
+        stat = self.path.stat()  # the directory itself, however a path spells it (spill.py)
+        self.identity = identity("directory", stat.st_dev, stat.st_ino)
+        self._unmoved: list[pa.Table] = []  # spilled answers the disk could not take yet: read as stored
+        self._reading_whole = False
+        self._move_spilled()
 
     def __repr__(self) -> str:
         return f"Checkpoint({str(self.path)!r}, service={self.service!r})"
@@ -175,7 +181,7 @@ class Checkpoint:
     def answers(self, max_age: float | None = None, numbers: pa.Array | None = None) -> pa.Table:
         """Every stored answer, one per number (the newest), optionally only those younger than ``max_age`` s
         and only for ``numbers`` (a directory is read whole either way)."""
-        self._seen = {}
+        self._seen, self._reading_whole = {}, True
         table = self.refresh(max_age)
         if numbers is None:
             return table
@@ -209,6 +215,9 @@ class Checkpoint:
                     table, self._seen[name] = read_journal(self.path / name, self._seen.get(name, 0))
                     tables.append(table)
             self._seen = {name: seen for name, seen in self._seen.items() if name in names}
+        if self._reading_whole:
+            tables += self._unmoved
+            self._reading_whole = False
         found = [t for t in tables if t is not None and t.num_rows]
         if not found:
             return ANSWER_SCHEMA.empty_table()
@@ -245,9 +254,31 @@ class Checkpoint:
 
     # -- writing ---------------------------------------------------------------
 
-    def writer(self) -> JournalWriter:
+    def writer(self, patience: float | None = None) -> JournalWriter:
         """A new journal for this process's answers (use as a context manager); the file appears on first answer."""
-        return JournalWriter(self.path)
+        return JournalWriter(self.path, store=self.identity)
+
+    def _move_spilled(self) -> None:
+        """Answers a run spilled on this machine when this checkpoint's disk failed: moved into a journal of
+        their own, then their files removed; while the disk still fails, read as stored (never paid again)."""
+        for _, path in spilled(self.identity):
+            table, _ = read_journal(path, 0)
+            if table is None or not table.num_rows:
+                path.unlink(missing_ok=True)
+                continue
+            journal = self.writer()
+            try:
+                with journal:
+                    for row in table.to_pylist():
+                        journal.append(Answer(**row))
+            except StoreUnavailableError:  # the spill stays whole: this try's journal and its own spill go
+                (spill_dir() / f"{self.identity}-{journal.path.stem}.jsonl").unlink(missing_ok=True)
+                journal.path.unlink(missing_ok=True)
+                self._unmoved.append(table)
+                warn_once(path, f"{table.num_rows:,} answers spilled on this machine ({path}) cannot be moved into "
+                                f"{self.path} yet; they are used, not paid for again.")  # fmt: skip
+                continue
+            path.unlink(missing_ok=True)
 
     def sweep(self) -> None:
         """Delete empty journals that killed runs left (a writer's file is locked from birth, so never one in use)."""

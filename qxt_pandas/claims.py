@@ -74,6 +74,15 @@ class Claim:
         """Whether the other run's claim ``key`` (here its file) is still held."""
         return held_elsewhere(key)
 
+    def ready(self, horizon: float) -> bool:
+        """Whether this claim still stands for a request of ``horizon`` s (the engine's Lease). A claim
+        file's lock lasts as long as its process, suspended or not: it always does."""
+        return True
+
+    async def settle(self) -> bool:
+        """Renew the claim (the engine's Lease): nothing to renew here."""
+        return True
+
     def release(self) -> None:
         """End this run's claim (idempotent): the numbers in it are asked, or given up."""
         if self._fd >= 0:

@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import sys
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -214,7 +215,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         return _serve(args)
     run = _Run(args)
-    previous = signal.signal(signal.SIGTERM, _interrupt)  # an ETL scheduler's stop: as Ctrl-C
+    # An ETL scheduler's stop, and a closed ssh session or terminal: as Ctrl-C (drain, keep what was paid for).
+    previous = {sig: signal.signal(sig, _interrupt) for sig in _STOPS}
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _BestEffort(sys.stdout), _BestEffort(sys.stderr)  # a closed pipe never stops a run
+    orphaned = _watch_parent()
     try:
         with warnings.catch_warnings(), numbers_shown(getattr(args, "show_numbers", False)):
             warnings.showwarning = _show_warning
@@ -238,7 +243,10 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"{_describe(exc)} {run.wrote()}{run.kept()} Run again to retry.")
         return EXIT_FAILURE
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        orphaned.set()
+        sys.stdout, sys.stderr = streams
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -286,6 +294,59 @@ def _concurrency(text: str) -> int | str:
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
+
+
+_STOPS = [signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])]
+
+
+class _BestEffort:
+    """A stream whose failure never stops a run: after a closed pipe (EPIPE) or a closed terminal (EIO),
+    what is written goes nowhere, and the descriptor points at /dev/null so that no flush at exit fails."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream, self.closed_by_reader = stream, False
+
+    def write(self, text: str) -> int:
+        if not self.closed_by_reader:
+            try:
+                return self._stream.write(text)
+            except (OSError, ValueError):
+                self._gone()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.closed_by_reader:
+            try:
+                self._stream.flush()
+            except (OSError, ValueError):
+                self._gone()
+
+    def _gone(self) -> None:
+        self.closed_by_reader = True
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding: the stream's own
+        return getattr(self._stream, name)
+
+
+def _watch_parent() -> threading.Event:
+    """Under ``qxt serve`` ($QXT_PARENT_PID), a server that dies (even by SIGKILL) stops this run as Ctrl-C
+    would: what is in flight is kept. Polled twice a second; set the event returned to stop watching."""
+    done = threading.Event()
+    parent = os.environ.get("QXT_PARENT_PID", "")
+    if parent.isdigit():
+
+        def watch() -> None:
+            while not done.wait(0.5):
+                if os.getppid() != int(parent):
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    return
+
+        threading.Thread(target=watch, name="qxt-parent-watch", daemon=True).start()
+    return done
 
 
 def _say(message: str) -> None:

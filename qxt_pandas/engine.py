@@ -32,16 +32,16 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ._sync import drainable, draining
-from .client import AsyncClient
+from .client import MAX_BACKOFF, AsyncClient
 from .concurrency import Adaptive, Controller, Fixed
 from .errors import NumberError, QxtError, TerminalError
 from .journal import PAID_CODES, Answer
 from .progress import Progress
 
-__all__ = ["DEFAULT_PATIENCE", "EngineResult", "Progress", "query_numbers"]
+__all__ = ["DEFAULT_PATIENCE", "EngineResult", "Lease", "Progress", "horizon", "query_numbers"]
 
 #: How long a run goes on while the service answers nothing but push-back (seconds).
 DEFAULT_PATIENCE = 300.0
@@ -71,6 +71,8 @@ class EngineResult:
     interrupted: bool = False  # Ctrl-C or SIGTERM: stopped sending, kept what was in flight
     abandoned: int = 0  # requests in flight when a second interrupt cancelled the run (may be charged)
     waited: float | None = None  # seconds waited for another run's claim before giving up (patience)
+    store_failed: BaseException | None = None  # the store refused an answer: the run stopped asking (see Lease)
+    lease_lost: bool = False  # another run took over numbers of this run's claim: the rest was not asked
 
     def add(self, other: EngineResult) -> None:
         """Fold a later round of the same run into this one."""
@@ -83,11 +85,15 @@ class EngineResult:
         self.gave_up = self.gave_up or other.gave_up
         self.interrupted = self.interrupted or other.interrupted
         self.waited = self.waited or other.waited
+        self.store_failed = self.store_failed or other.store_failed
+        self.lease_lost = self.lease_lost or other.lease_lost
         for name in ("paid", "requests", "pushbacks", "busy", "abandoned"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def why(self) -> str:
         """Why the run ended, for its receipt."""
+        if self.store_failed is not None:
+            return f"stopped: the store failed ({type(self.store_failed).__name__})"
         if self.interrupted:
             return "interrupted"
         if self.stopped is not None:
@@ -105,6 +111,20 @@ class EngineResult:
         held = f"about {self.held:.0f}" if self.held >= 1 else "fewer than 1 on average"
         return (f"the service held {held} requests in flight; {self.busy / self.requests:.1%} of "
                 f"requests were refused busy, {self.pushbacks / self.requests:.1%} pushed back in all")  # fmt: skip
+
+
+class Lease(Protocol):
+    """What a run's claim on its numbers must say before each request: that it still stands.
+
+    ``ready`` is asked before every request and must be cheap; ``horizon`` is the longest a request
+    may take (every attempt and backoff), which must end before the claim could lapse. When it is
+    not ready, ``settle`` (one at a time) renews the claim with the store: True when every number
+    of it is still this run's, False when another run took some over (the run then stops asking
+    and claims again); it raises when the store cannot be reached within the run's patience.
+    """
+
+    def ready(self, horizon: float) -> bool: ...
+    async def settle(self) -> bool: ...
 
 
 class _Pacer:
@@ -229,6 +249,7 @@ async def query_numbers(
     grace: float | None = None,
     ramp: float = 0.0,
     patience: float = DEFAULT_PATIENCE,
+    lease: Lease | None = None,
 ) -> EngineResult:
     """Ask for each of ``numbers`` (already unique and valid) at most once per answer.
 
@@ -238,7 +259,12 @@ async def query_numbers(
     may finish after a terminal answer (default: the client's timeout). ``ramp``
     spreads a fixed limit's first requests over that many seconds (one round trip
     is right): started all at once, their answers come back in waves that queue
-    behind the event loop for the whole run.
+    behind the event loop for the whole run. ``lease`` is the claim the numbers are asked under:
+    no request starts unless it still stands (see :class:`Lease`).
+
+    ``on_answer`` may fail (a store that cannot take the answer): the answer is still counted (it
+    was paid for, and the writer kept it where it could), ``store_failed`` says why, and the run
+    stops asking; requests in flight are awaited, never cancelled.
     """
     if isinstance(controller, int):
         if controller < 1:
@@ -260,7 +286,11 @@ async def query_numbers(
     def record(answer: Answer | None, mobile: str, error: QxtError | None = None) -> None:
         if answer is not None:
             if on_answer is not None:
-                on_answer(answer)  # durable first, counted after
+                try:
+                    on_answer(answer)  # durable first, counted after
+                except Exception as exc:  # the store failed: stop asking; this answer is the writer's to keep
+                    result.store_failed = result.store_failed or exc
+                    stop.set()
             result.answers.append(answer)
             result.paid += answer.code in PAID_CODES
         else:
@@ -303,6 +333,24 @@ async def query_numbers(
             again.append(mobile)
         wake(idle)
 
+    settling = asyncio.Lock()
+    longest = horizon(client)
+
+    async def lease_stands() -> bool:
+        """Whether the claim still stands (renewed if need be); False: stop asking, the number goes back."""
+        assert lease is not None
+        async with settling:
+            if lease.ready(longest):
+                return True
+            try:
+                if await lease.settle():
+                    return True
+                result.lease_lost = True
+            except Exception as exc:
+                result.store_failed = result.store_failed or exc
+            stop.set()
+            return False
+
     async def worker(delay: float) -> None:
         if delay:
             await asyncio.sleep(delay)
@@ -319,15 +367,18 @@ async def query_numbers(
                 try:
                     if pacer is not None:
                         await pacer.wait()
+                    if lease is not None and not lease.ready(longest) and not await lease_stands():
+                        put_back = True  # not asked: this run's claim on it may have lapsed
+                        return
                     status = await client.status(mobile, watch=slots)
                     answer = Answer(mobile, 0, status.status, status.area, status.is_mnp, status.init_isp,
-                                    status.now_isp, None, time.time())  # fmt: skip
+                                    status.now_isp, None, time.time()).storable()  # fmt: skip
                     record(answer, mobile)
                 except NumberError as exc:
                     if exc.code is None:  # never from the vendor; not an answer, so never counted as one
                         record(None, mobile, exc)
                     else:
-                        record(Answer(mobile, exc.code, reason=exc.reason, checked_at=time.time()), mobile)
+                        record(Answer(mobile, exc.code, reason=exc.reason, checked_at=time.time()).storable(), mobile)
                 except TerminalError as exc:
                     result.stopped = result.stopped or exc
                     stop.set()
@@ -385,6 +436,12 @@ async def query_numbers(
             everything.exception()  # retrieved: no "exception never retrieved" warning
     result.held = slots.held()
     return result
+
+
+def horizon(client: AsyncClient) -> float:
+    """The longest one number's request may take: every attempt's timeout, and the backoffs between them."""
+    backoffs = sum(2 * min(MAX_BACKOFF, client.backoff * 2**attempt) for attempt in range(client.retries))
+    return float(client.timeout * (client.retries + 1) + backoffs)
 
 
 def _say(progress: Progress | None, message: str) -> None:

@@ -139,7 +139,15 @@ class TerminalError(QxtError):
 
 
 class StoreUnavailableError(TerminalError):
-    """The answer store (a database) cannot be reached: the run stops asking; what it received is kept."""
+    """The answer store cannot take answers (a database gone, read-only or refusing; a full disk): the run
+    stops asking, and what it received is kept (in the store, or spilled on this machine: ``spilled``)."""
+
+    #: A fault that may pass by itself (a lost connection, a read-only moment): retried within the patience.
+    transient: bool = False
+    #: Answers paid for that went to a spill file on this machine (moved into the store by the next run).
+    spilled: int = 0
+    #: Answers paid for that could be written neither to the store nor to a spill file: only in the results.
+    unsaved: int = 0
 
 
 class InvalidApiKeyError(TerminalError):

@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import os
@@ -35,7 +36,8 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from ._locks import open_locked
-from .errors import CHARGED_UNREADABLE, CheckpointError
+from ._spill import Spiller
+from .errors import CHARGED_UNREADABLE, CheckpointError, StoreUnavailableError
 
 __all__ = [
     "ANSWER_SCHEMA",
@@ -71,6 +73,7 @@ ANSWER_SCHEMA = pa.schema(
 )
 _KEYS = ANSWER_SCHEMA.names
 _TEXT = ("Status", "Area", "Init_isp", "Now_isp", "reason")
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # NUL, and surrogates that are not half of a pair in UTF-8
 _MOBILE = re.compile(r"[0-9]{11}|[0-9a-f]{32}")  # a number, or its keyed hash (keyed.py)
 
 
@@ -108,6 +111,16 @@ class Answer:
     def values(self) -> tuple[Any, ...]:
         return tuple(getattr(self, k) for k in _KEYS)
 
+    def storable(self) -> Answer:
+        """This answer with text every store can hold: a NUL or a lone surrogate (which PostgreSQL and
+        JSON refuse) becomes U+FFFD, the same in every store, so no answer is ever a reason to pay again."""
+        texts = (self.Status, self.Area, self.Init_isp, self.Now_isp, self.reason)
+        if not any(t is not None and _UNSTORABLE.search(t) for t in texts):
+            return self
+        clean = [None if t is None else _UNSTORABLE.sub("\ufffd", t) for t in texts]
+        return Answer(self.mobile, self.code, clean[0], clean[1], self.Is_MNP, clean[2], clean[3], clean[4],
+                      self.checked_at)  # fmt: skip
+
 
 def answers_table(answers: Iterable[Answer]) -> pa.Table:
     """A list of answers as a table in :data:`ANSWER_SCHEMA` (a column at a time: a run's answers can be millions)."""
@@ -117,13 +130,20 @@ def answers_table(answers: Iterable[Answer]) -> pa.Table:
 
 
 class JournalWriter:
-    """Appends answers to this writer's own journal, one ``os.write`` each; fsynced at least once a second."""
+    """Appends answers to this writer's own journal, one ``os.write`` each; fsynced at least once a second.
 
-    def __init__(self, directory: Path, *, sync_every: float = SYNC_EVERY) -> None:
+    A write that fails (a full disk, an I/O error, a file system gone read-only) stops the run:
+    that answer and every later one go to a spill file on this machine (``store`` names the
+    checkpoint there), which the next run on the checkpoint moves in.
+    """
+
+    def __init__(self, directory: Path, *, store: str = "", sync_every: float = SYNC_EVERY) -> None:
         self.path = directory / f"journal-{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
         self.name = self.path.name
         self.count = 0
         self.sync_every = sync_every
+        self.failure: StoreUnavailableError | None = None
+        self.kept = Spiller(store, self.path.stem)
         self._fd = -1
         self._dirty = False
         self._closed = threading.Event()
@@ -131,17 +151,31 @@ class JournalWriter:
 
     def append(self, answer: Answer) -> None:
         """Make ``answer`` durable against a crash of this process (microseconds), and within a second on disk."""
-        if self._fd < 0:
-            self._open()
-        os.write(self._fd, answer.line())
-        self._dirty = True
         self.count += 1
+        if self.failure is None:
+            try:
+                if self._fd < 0:
+                    self._open()
+                line = answer.line()
+                if os.write(self._fd, line) == len(line):
+                    self._dirty = True
+                    return
+                raise OSError(errno.ENOSPC, "a short write (is the disk full?)")
+            except OSError as exc:
+                told = f"Cannot write to the checkpoint {self.path.parent} ({exc.strerror or exc})."
+                self.failure = StoreUnavailableError(f"{told} The run stopped asking.", hint="")
+        self.kept.keep([answer])
+        raise self.failure
+
+    async def settle(self) -> None:
+        """Nothing to wait for: each answer is in the kernel's hands once appended."""
+
+    def outcome(self) -> StoreUnavailableError | None:
+        """Why answers paid for are not in the checkpoint, and where they are (None: every one is)."""
+        return self.kept.outcome(self.failure)
 
     def _open(self) -> None:
-        try:
-            self._fd = open_locked(self.path)
-        except OSError as exc:
-            raise unwritable(self.path.parent, exc) from None
+        self._fd = open_locked(self.path)
         self._syncer = threading.Thread(target=self._sync_loop, name="qxt-journal-fsync", daemon=True)
         self._syncer.start()
 

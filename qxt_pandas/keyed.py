@@ -92,8 +92,8 @@ class KeyedStore:
         wanted = pa.array(self.hashes(numbers.to_pylist()), pa.string())
         return self._in_clear(self.inner.answers(max_age, numbers=wanted))
 
-    def writer(self) -> _KeyedWriter:
-        return _KeyedWriter(self.inner.writer(), self)
+    def writer(self, patience: float | None = None) -> _KeyedWriter:
+        return _KeyedWriter(self.inner.writer(patience), self)
 
     async def claim(self, numbers: list[str], max_age: float | None) -> Any:
         claim = await self.inner.claim(self.hashes(numbers), max_age)
@@ -116,6 +116,12 @@ class _KeyedWriter:
     def append(self, answer: Answer) -> None:
         (digest,) = self.store.hashes([answer.mobile])
         self.inner.append(Answer(digest, *answer.values()[1:]))
+
+    async def settle(self) -> None:
+        await self.inner.settle()
+
+    def outcome(self) -> Any:
+        return self.inner.outcome()
 
     def close(self) -> None:
         self.inner.close()

@@ -36,6 +36,7 @@ from .errors import (
     InvalidApiKeyError,
     InvalidRequestError,
     QxtError,
+    StoreUnavailableError,
     TerminalError,
 )
 from .masking import numbers_shown
@@ -285,7 +286,7 @@ async def _query(prepared: Prepared, options: CheckOptions) -> EngineResult:
         _refuse_if_uncovered(prepared.plan(options.budget, balance))
         progress = Progress(len(prepared.to_query), from_checkpoint=prepared.known.num_rows,
                             style=options.progress_style)  # fmt: skip
-        writer = store.writer() if store is not None else None
+        writer = store.writer(options.patience) if store is not None else None  # refuses a read-only role
         controller = options.controller()  # one limit for the whole run, whatever rounds claims take
 
         def keep(answer: Answer) -> None:
@@ -301,16 +302,28 @@ async def _query(prepared: Prepared, options: CheckOptions) -> EngineResult:
             while pending:
                 claim = await store.claim(pending, served_age(options)) if store is not None else Claim(pending)
                 progress.found(prepared.take(servable(claim.answered, options)))
+                mine, round_ = claim.mine, EngineResult()
                 try:
                     left = None if options.budget is None else options.budget - run.paid
-                    run.add(await query_numbers(
-                        client, claim.mine, controller=controller, rate=options.rate, budget=left, on_answer=keep,
+                    round_ = await query_numbers(
+                        client, mine, controller=controller, rate=options.rate, budget=left, on_answer=keep,
                         progress=progress, ramp=min(round_trip, 1.0) if not run.answers else 0.0,
-                        patience=options.patience,
-                    ))  # fmt: skip
+                        patience=options.patience, lease=claim if store is not None else None,
+                    )  # fmt: skip
+                    run.add(round_)
                 finally:
+                    if writer is not None:
+                        await writer.settle()  # durable before the claim ends: nobody else may ask them before
                     claim.release()
-                if run.stopped is not None or run.budget_reached or run.interrupted or not claim.others:
+                if writer is not None and writer.outcome() is not None:
+                    run.store_failed = run.store_failed or writer.outcome()
+                if run.stopped or run.store_failed or run.budget_reached or run.interrupted:
+                    break
+                if round_.lease_lost:  # another run took over numbers while this one's lease lapsed: claim again
+                    asked = {answer.mobile for answer in round_.answers} | set(round_.failures)
+                    pending = [n for n in mine if n not in asked]
+                    continue
+                if not claim.others:
                     break
                 waited = await claim.wait(progress.note, options.patience)
                 if waited is not None:  # interrupted, or another run held them past patience: left unanswered
@@ -327,13 +340,26 @@ async def _query(prepared: Prepared, options: CheckOptions) -> EngineResult:
             progress.close(run.closing())
             if writer is not None:
                 writer.close()
+                failure = writer.outcome()
+                if failure is not None:  # the truth about every answer paid for, whatever else went wrong
+                    run.stopped, run.store_failed = failure, failure
+                    stopped = run.why()
             if receipt is not None:  # the balance after, unless interrupted (no request then): it is free
                 receipt.end(run, None if stopped == "interrupted" else await _balance_after(client), stopped)
-    if run.interrupted:
+    if run.store_failed is not None and run.stopped is None:  # e.g. the lease could not be renewed
+        run.stopped = _store_failure(run.store_failed)
+    if run.interrupted and run.stopped is None:
         raise Interrupted  # what was in flight is kept; the sync caller re-raises its KeyboardInterrupt
     if store is not None and (run.answers or options.retention_seconds is not None) and run.stopped is None:
         store.tidy(options.retention_seconds)
     return run
+
+
+def _store_failure(exc: BaseException) -> TerminalError:
+    """The store's failure as the run's stop (a StoreUnavailableError, with what it says)."""
+    if isinstance(exc, TerminalError):
+        return exc
+    return StoreUnavailableError(f"The answer store failed: {exc}. The run stopped asking.", hint="")
 
 
 async def _balance_after(client: AsyncClient) -> Balance | None:
@@ -362,10 +388,14 @@ def stopped_error(run: EngineResult, prepared: Prepared, columns: object | None)
     exc = run.stopped
     assert exc is not None
     remaining = len(prepared.to_query) - len(run.answers) - len(run.failures)
-    where = f" and saved in {prepared.store.location}" if prepared.store is not None else ""
+    kept = prepared.store is not None and not isinstance(exc, StoreUnavailableError)
+    where = f" and saved in {prepared.store.location}" if kept and prepared.store is not None else ""
     resume = (
         "Run the same check again to continue; answered numbers are not paid for again."
-        if prepared.store is not None
+        if kept
+        else "Run the same check again once the store can take answers"
+        + ("." if exc.unsaved else "; the answers received are not paid for again.")
+        if isinstance(exc, StoreUnavailableError)
         else "Without a checkpoint, the answers so far are only in this exception's .partial."
         if columns is not None
         else "Without a checkpoint, the answers so far are lost; use --checkpoint."
@@ -378,4 +408,6 @@ def stopped_error(run: EngineResult, prepared: Prepared, columns: object | None)
         hint="",
     )
     retold.answered, retold.remaining, retold.partial = len(run.answers), remaining, columns
+    if isinstance(exc, StoreUnavailableError) and isinstance(retold, StoreUnavailableError):
+        retold.transient, retold.spilled, retold.unsaved = exc.transient, exc.spilled, exc.unsaved
     return retold

@@ -15,12 +15,21 @@ everything a directory checkpoint keeps, in five tables created on first use::
 - Answers are committed in batches every ``COMMIT_EVERY`` seconds or
   ``COMMIT_BATCH`` answers, whichever comes first: a ``kill -9`` re-pays at most
   what was in flight plus one uncommitted batch.
-- If the database goes away mid-run, the answers received are written to a
-  local spill file (``$QXT_SPILL_DIR``, default ``~/.cache/qxt-pandas/spill``),
-  the run stops asking and says so, and the next run on this store moves them in.
+- A batch is kept until its commit succeeds. If a write fails (the database
+  gone, restarting, read-only, refusing), the batch goes to a local spill
+  file (:mod:`._spill`) at once and the run sends nothing more until the store
+  is back: a passing fault (a lost connection, a read-only moment) is retried
+  with backoff within the run's patience, the spill moved in, the claims
+  checked, and the run goes on; any other, or one that outlasts the patience,
+  stops the run (non-zero), and the next run on this store moves the spill in.
 - A claim is live while its run holds its session's advisory lock (a dead
   run's session ends, and with it the lock) and has renewed its heartbeat
-  within ``LEASE`` seconds (a hung run's claims end by themselves).
+  within the lease (``$QXT_LEASE_SECONDS``, default 60; every run on a store
+  must use the same). A run knows its lease's deadline: no request starts
+  that could outlive it (see :meth:`PostgresClaim.ready`); after a suspension
+  it first renews and checks that every number of its claim is still its own.
+- Connections use no server-side prepared statements, so a pooler in
+  transaction mode (PgBouncer) serves them.
 
 Example::
 
@@ -34,6 +43,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import math
 import os
 import random
 import re
@@ -42,15 +52,16 @@ import time
 import uuid
 import warnings
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pyarrow as pa
 
+from ._spill import Spiller, identity, spilled
+from ._sync import draining
 from .claims import Claim
 from .errors import CheckpointError, StoreUnavailableError
-from .journal import ANSWER_SCHEMA, Answer, read_journal
+from .journal import ANSWER_SCHEMA, Answer, answers_table, read_journal, warn_once
 from .receipts import merge_runs, recovered_end
 from .store import check_key, refuse_other_kind
 
@@ -59,8 +70,7 @@ __all__ = ["COMMIT_BATCH", "COMMIT_EVERY", "LEASE", "PostgresStore", "without_pa
 FORMAT = 1
 COMMIT_EVERY = 0.05  # seconds: the most an answer waits for its commit while a run goes on
 COMMIT_BATCH = 500  # answers: a batch this large is committed at once
-LEASE = 60.0  # seconds: a run that has not renewed its heartbeat for this long holds no claims
-_BEAT = LEASE / 4
+LEASE = 60.0  # seconds: a run that has not renewed its heartbeat for this long holds no claims ($QXT_LEASE_SECONDS)
 _LOOKUP_BATCH = 20_000
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _SCHEMA_LOCK = 0x71787473  # advisory lock keys ("qxts", "qxtc"): creating the schema, claiming
@@ -91,10 +101,17 @@ def _split(uri: str) -> tuple[str, str]:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment)), schema
 
 
-def _spill_dir() -> Path:
-    if os.environ.get("QXT_SPILL_DIR"):
-        return Path(os.environ["QXT_SPILL_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "qxt-pandas" / "spill"
+def lease_seconds() -> float:
+    """The lease: ``$QXT_LEASE_SECONDS`` (at least 1), else ``LEASE``."""
+    try:
+        return max(float(os.environ.get("QXT_LEASE_SECONDS") or LEASE), 1.0)
+    except ValueError:
+        return LEASE
+
+
+def _clock() -> float:
+    """Seconds that go on while this process is stopped or the machine sleeps (a lease lapses meanwhile)."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME) if hasattr(time, "CLOCK_BOOTTIME") else time.monotonic()
 
 
 def stored_service(uri: str) -> str:
@@ -125,13 +142,18 @@ class PostgresStore:
         self.run = f"{time.strftime('%Y%m%dT%H%M%S')}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._lock_key = random.getrandbits(62) + 1
         self._registered = False
+        self.lease = lease_seconds()
+        self.patience = 300.0  # how long a passing fault is retried before the run stops (the run's own)
+        self.fault: StoreUnavailableError | None = None  # why the store cannot take answers now
+        self._beat_at = -math.inf  # _clock() when this run's heartbeat was last renewed (its lease runs from there)
+        self._unmoved: list[pa.Table] = []  # spilled answers that could not be moved in: read as stored
         self._conn = self._connect()
         self._ensure_schema(create)
         self._key = key
         self._meta = self._read_meta(create)
         check_key(self.location, self._meta.get("key"), key)
-        if create:
-            self._move_spilled()
+        self.identity = self._identity()
+        self._move_spilled()
 
     def __repr__(self) -> str:
         return f"PostgresStore({self._shown!r}, schema={self.schema!r}, service={self.service!r})"
@@ -149,25 +171,26 @@ class PostgresStore:
             raise CheckpointError("A PostgreSQL store needs psycopg: pip install 'qxt-pandas[postgres]'. Nothing was "
                                   "asked or paid for.") from None  # fmt: skip
 
-        try:
+        try:  # no server-side prepared statements: a pooler in transaction mode hands each to another backend
             return psycopg.connect(self._conninfo, autocommit=True, connect_timeout=10,
-                                   application_name="qxt-pandas")  # fmt: skip
+                                   application_name="qxt-pandas", prepare_threshold=None)  # fmt: skip
         except psycopg.OperationalError as exc:
             raise _connect_error(self.location, exc) from None
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[Any]:
-        """A transaction's cursor; a lost connection is a StoreUnavailableError naming the store."""
+        """A transaction's cursor. Every failure is one of ours: a missing privilege a CheckpointError
+        (running again will not help), anything else a StoreUnavailableError, ``transient`` when it may pass."""
         import psycopg
 
         try:
             with self._conn.transaction(), self._conn.cursor() as cur:
                 yield cur
-        except psycopg.OperationalError as exc:
-            raise StoreUnavailableError(
-                f"The answer store {self.location} cannot be reached: {_first_line(exc)}. Answers already stored "
-                "are kept; run again when the database is back.",
-            ) from None
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise CheckpointError(f"The role may not do this in {self.location}: {_first_line(exc)}. "
+                                  f"{_GRANTS}") from None  # fmt: skip
+        except psycopg.Error as exc:
+            raise _unavailable(self.location, exc, _transient(exc, self._conn)) from None
 
     def _q(self, sql: str) -> str:
         """``sql`` with ``S.`` naming this store's schema (checked to be a plain identifier)."""
@@ -177,15 +200,35 @@ class PostgresStore:
         with contextlib.suppress(Exception):
             self._conn.close()
 
+    def reconnect(self) -> None:
+        """A new session after a lost one: this run's advisory lock taken again (its claims live again, if
+        nobody took them meanwhile). StoreUnavailableError when the database is still away."""
+        if not (self._conn.closed or self._conn.broken):
+            return
+        self.close()
+        self._conn = self._connect()
+        if self._registered:
+            with self._tx() as cur:  # try: after a network cut the old backend may hold it still, which is as good
+                cur.execute("select pg_try_advisory_lock(%s)", (self._lock_key,))
+
     # -- schema, meta, binding -----------------------------------------------------
 
     def _ensure_schema(self, create: bool) -> None:
         import psycopg
 
         with self._tx() as cur:
-            cur.execute("select 1 from information_schema.tables where table_schema = %s and table_name = 'meta'",
-                        (self.schema,))  # fmt: skip
-            if cur.fetchone() is not None:
+            cur.execute("select table_name, array_agg(column_name::text order by ordinal_position) from "
+                        "information_schema.columns where table_schema = %s and table_name = any(%s) "
+                        "group by table_name", (self.schema, list(_TABLES)))  # fmt: skip
+            found = dict(cur.fetchall())
+            foreign = sorted(name for name, columns in found.items() if columns != _TABLES[name])
+            if foreign:
+                raise CheckpointError(
+                    f"The schema {self.schema} in {self.location} holds table(s) {', '.join(foreign)} that qxt did "
+                    "not make (their columns differ). Nothing was read, written, asked or paid for. Name a schema "
+                    "of qxt's own with ?schema=.",
+                )
+            if "meta" in found:
                 return
             if not create:
                 raise CheckpointError(f"{self.location} holds no qxt answers (no table {self.schema}.meta).")
@@ -224,25 +267,40 @@ class PostgresStore:
             )
         return meta
 
+    def _identity(self) -> str:
+        """What names this store for good, whatever URI reached it: the cluster, the database, the schema."""
+        with self._tx() as cur:
+            try:
+                with self._conn.transaction():  # a savepoint: a server that hides its identifier falls back
+                    cur.execute("select system_identifier::text, current_database() from pg_control_system()")
+                    cluster, database = cur.fetchone()
+            except Exception:
+                cur.execute("select concat(inet_server_addr(), ':', inet_server_port()), current_database()")
+                cluster, database = cur.fetchone()
+        return identity("postgresql", cluster, database, self.schema)
+
     @property
     def simulator(self) -> bool | None:
         value = self._meta.get("simulator")
         return value if isinstance(value, bool) else None
 
     def bind(self, simulator: bool) -> None:
-        """Record which kind of service answers here (once, in a transaction), or refuse the other kind."""
-        with self._tx() as cur:
-            cur.execute(self._q("insert into S.meta values ('simulator', %s) on conflict do nothing"),
-                        (json.dumps(simulator),))  # fmt: skip
-            cur.execute(self._q("select value from S.meta where key = 'simulator'"))
-            self._meta["simulator"] = json.loads(cur.fetchone()[0])
+        """Record which kind of service answers here (once, in a transaction), or refuse the other kind.
+        A store bound already is only read: a plan works with a read-only role."""
+        if self.simulator is None:
+            with self._tx() as cur:
+                cur.execute(self._q("insert into S.meta values ('simulator', %s) on conflict do nothing"),
+                            (json.dumps(simulator),))  # fmt: skip
+                cur.execute(self._q("select value from S.meta where key = 'simulator'"))
+                self._meta["simulator"] = json.loads(cur.fetchone()[0])
         refuse_other_kind(f"store {self.location}", self.service, self.simulator, simulator,
                           "use another schema (?schema=).")  # fmt: skip
 
     # -- answers ---------------------------------------------------------------------
 
     def answers(self, max_age: float | None = None, numbers: pa.Array | None = None) -> pa.Table:
-        """Stored answers (newest per number), only for ``numbers`` when given (looked up, never scanned)."""
+        """Stored answers (newest per number), only for ``numbers`` when given (looked up, never scanned);
+        answers spilled on this machine that could not be moved in count as stored."""
         since = -1.0 if max_age is None else time.time() - max_age
         rows: list[tuple[Any, ...]] = []
         with self._tx() as cur:
@@ -251,7 +309,20 @@ class PostgresStore:
                 rows = cur.fetchall()
             else:
                 rows = self._lookup(cur, numbers.to_pylist(), since)
-        return _table(rows)
+        table = _table(rows)
+        if not self._unmoved:
+            return table
+        import pyarrow.compute as pc
+
+        extra = pa.concat_tables(self._unmoved)
+        keep = pc.invert(pc.is_in(extra["mobile"], value_set=table["mobile"]))
+        if numbers is not None:
+            keep = pc.and_(keep, pc.is_in(extra["mobile"], value_set=numbers))
+        newest: dict[str, Answer] = {}
+        for answer in _answers(extra.filter(pc.and_(keep, pc.greater_equal(extra["checked_at"], since)))):
+            if answer.mobile not in newest or newest[answer.mobile].checked_at < answer.checked_at:
+                newest[answer.mobile] = answer
+        return pa.concat_tables([table, answers_table(list(newest.values()))])
 
     def _lookup(self, cur: Any, numbers: list[str], since: float) -> list[tuple[Any, ...]]:
         """The stored answers of ``numbers`` no older than ``since``, by primary key, in batches."""
@@ -261,11 +332,33 @@ class PostgresStore:
             rows += cur.fetchall()
         return rows
 
-    def writer(self) -> PostgresWriter:
+    def writer(self, patience: float | None = None) -> PostgresWriter:
+        """This run's writer; refused before anything is paid for when the role may not write here."""
+        if patience is not None:
+            self.patience = patience
+        self._refuse_read_only()
         self._register()
         return PostgresWriter(self)
 
+    def _refuse_read_only(self) -> None:
+        """A role that may read but not write this store: a CheckpointError naming what it lacks."""
+        wanted = [(f'"{self.schema}".{table}', privilege) for table, privileges in _PRIVILEGES.items()
+                  for privilege in privileges]  # fmt: skip
+        with self._tx() as cur:
+            cur.execute("select current_user, array_agg(t || ': ' || p) filter (where not case when t like "
+                        "'%%_seq' then has_sequence_privilege(t, p) else has_table_privilege(t, p) end) "
+                        "from unnest(%s::text[], %s::text[]) as x(t, p)",
+                        ([t for t, _ in wanted], [p for _, p in wanted]))  # fmt: skip
+            role, missing = cur.fetchone()
+        if missing:
+            raise CheckpointError(
+                f"The role {role} may read {self.location} but not write to it: it lacks {'; '.join(missing)}. A check "
+                "needs them (docs/store.md lists the grants); a plan, --dry-run and qxt report work as it is. "
+                "Nothing was asked or paid for.",
+            )
+
     def _upsert(self, rows: list[tuple[Any, ...]]) -> None:
+        started = _clock()
         with self._tx() as cur:
             cur.executemany(self._q(
                 f"insert into S.answers ({_COLUMNS}, run) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
@@ -274,20 +367,33 @@ class PostgresStore:
                 "now_isp = excluded.now_isp, reason = excluded.reason, checked_at = excluded.checked_at, "
                 "run = excluded.run where S.answers.checked_at <= excluded.checked_at"), rows)  # fmt: skip
             cur.execute(self._q("update S.runs set heartbeat = now() where run = %s"), (self.run,))
+        if self._registered:
+            self._beat_at = started
 
-    def _move_spilled(self) -> None:
-        """Answers a run kept locally when this store went away: moved in, then their file removed."""
-        for spilled in sorted(_spill_dir().glob(f"{self._spill_prefix()}-*.jsonl")):
-            table, _ = read_journal(spilled, 0)
-            if table is not None and table.num_rows:
-                self._upsert([(*row.values(), "spilled") for row in _answers(table)])
-            spilled.unlink(missing_ok=True)
-
-    def _spill_prefix(self) -> str:
-        return hashlib.sha256(f"{self._conninfo}|{self.schema}".encode()).hexdigest()[:16]
-
-    def spill_path(self) -> Path:
-        return _spill_dir() / f"{self._spill_prefix()}-{self.run}.jsonl"
+    def _move_spilled(self, run: str | None = None) -> None:
+        """Answers kept on this machine when this store could not take them (this store's, whatever URI
+        named it; only ``run``'s when given): moved in as the answers of the run that paid, then their
+        files removed. When they cannot be moved in (a read-only role), they are read as stored."""
+        legacy = hashlib.sha256(f"{self._conninfo}|{self.schema}".encode()).hexdigest()[:16]  # before 0.2
+        self._unmoved = []
+        for paid_by, path in [*spilled(self.identity), *spilled(legacy)]:
+            if run is not None and paid_by != run:
+                continue
+            table, _ = read_journal(path, 0)
+            if table is None or not table.num_rows:
+                path.unlink(missing_ok=True)
+                continue
+            try:
+                self._upsert([(*a.values(), paid_by) for a in _answers(table)])
+            except (StoreUnavailableError, CheckpointError) as exc:
+                if run is not None:
+                    raise
+                self._unmoved.append(table)
+                warn_once(path, f"{table.num_rows:,} answers spilled on this machine ({path}) cannot be moved into "
+                                f"{self.location} now ({exc}); they are used, not paid for again, and moved in by "
+                                "a later run that may write there.")  # fmt: skip
+                continue
+            path.unlink(missing_ok=True)
 
     # -- runs and claims -------------------------------------------------------------
 
@@ -296,28 +402,67 @@ class PostgresStore:
         a killed run's claims."""
         if self._registered:
             return
+        started = _clock()
         with self._tx() as cur:
             cur.execute("select pg_advisory_lock(%s)", (self._lock_key,))
             cur.execute(self._q("insert into S.runs (run, lock_key, host, pid) values (%s, %s, %s, %s)"),
                         (self.run, self._lock_key, socket.gethostname(), os.getpid()))  # fmt: skip
-        self._registered = True
+        self._registered, self._beat_at = True, started
 
     def beat(self) -> None:
-        """Renew this run's heartbeat: its claims stay live for another ``LEASE`` seconds."""
+        """Renew this run's heartbeat: its claims stay live for another lease."""
+        started = _clock()
         with self._tx() as cur:
             cur.execute(self._q("update S.runs set heartbeat = now() where run = %s"), (self.run,))
+        self._beat_at = started
+
+    def lease_left(self) -> float:
+        """Seconds before this run's claims could lapse (from its last renewed heartbeat, suspensions counted)."""
+        return self._beat_at + self.lease - _clock()
+
+    def confirm(self, held: int) -> bool:
+        """Renew the heartbeat and check, under the claims lock, that this run still holds its ``held`` claims
+        (none were taken over while its lease was lapsed)."""
+        started = _clock()
+        with self._tx() as cur:
+            cur.execute("select pg_advisory_xact_lock(%s)", (_CLAIMS_LOCK,))
+            cur.execute(self._q("update S.runs set heartbeat = now() where run = %s"), (self.run,))
+            cur.execute(self._q("select count(*) from S.claims where run = %s"), (self.run,))
+            count = int(cur.fetchone()[0])
+        self._beat_at = started
+        return count >= held
+
+    async def recover(self) -> None:
+        """The store back after a passing fault: a new session if the old one is lost, this run's spill moved
+        in. Retried with backoff within the patience (or until an interrupt); then the fault is raised."""
+        deadline, delay = time.monotonic() + self.patience, 0.1
+        while self.fault is not None:
+            try:
+                await asyncio.to_thread(self.reconnect)
+                self._move_spilled(run=self.run)
+                self.fault = None
+            except StoreUnavailableError as exc:
+                drain = draining()
+                if not exc.transient or time.monotonic() + delay > deadline or (drain is not None and drain.is_set()):
+                    self.fault = _gave_up(exc, self.patience) if exc.transient else exc
+                    raise self.fault from None
+                self.fault = exc
+                await asyncio.sleep(random.uniform(0, 2 * delay))
+                delay = min(delay * 2, 5.0)
 
     async def claim(self, numbers: list[str], max_age: float | None) -> PostgresClaim:
         """Claim those of ``numbers`` nobody answered and no live run (on any machine) is asking."""
         self._register()
         since = -1.0 if max_age is None else time.time() - max_age
+        started = _clock()
         with self._tx() as cur:
             cur.execute("select pg_advisory_xact_lock(%s)", (_CLAIMS_LOCK,))
             cur.execute(self._q("update S.runs set heartbeat = now() where run = %s"), (self.run,))
             answered = _table(self._lookup(cur, numbers, since))
             done = set(answered["mobile"].to_pylist())
             pending = [n for n in numbers if n not in done]
-            cur.execute(self._q(f"delete from S.claims c where mobile = any(%s) and run not in ({_LIVE})"), (pending,))
+            cur.execute(self._q(f"delete from S.claims c where mobile = any(%s) and run not in ({self._live()})"),
+                        (pending,))  # fmt: skip
             cur.execute(self._q("select c.run, r.host, r.pid, c.mobile from S.claims c join S.runs r using (run) "
                                 "where c.mobile = any(%s) and c.run <> %s"), (pending, self.run))  # fmt: skip
             others: dict[Any, tuple[str, list[str]]] = {}
@@ -327,6 +472,7 @@ class PostgresStore:
             mine = [n for n in pending if n not in taken]
             cur.execute(self._q("insert into S.claims (mobile, run) select unnest(%s::text[]), %s "
                                 "on conflict do nothing"), (mine, self.run))  # fmt: skip
+        self._beat_at = started
         claim = PostgresClaim(mine, answered, others)
         claim.store = self
         if mine:
@@ -339,9 +485,15 @@ class PostgresStore:
 
     def _holds(self, run: str) -> bool:
         with self._tx() as cur:
-            cur.execute(self._q(f"select exists (select 1 from S.claims where run = %s and run in ({_LIVE}))"),
+            cur.execute(self._q(f"select exists (select 1 from S.claims where run = %s and run in ({self._live()}))"),
                         (run,))  # fmt: skip
             return bool(cur.fetchone()[0])
+
+    def _live(self) -> str:
+        """Runs that hold their session's advisory lock and renewed their heartbeat within the lease."""
+        return ("select r.run from S.runs r join pg_locks l on l.locktype = 'advisory' and l.granted and "
+                "l.objsubid = 1 and ((l.classid::bigint << 32) | l.objid::bigint) = r.lock_key "
+                f"where r.heartbeat > now() - interval '{self.lease:.3f} seconds'")  # fmt: skip
 
     # -- receipts ---------------------------------------------------------------------
 
@@ -351,6 +503,8 @@ class PostgresStore:
                 cur.execute(self._q("insert into S.receipts (run, record) values (%s, %s)"),
                             (record.get("run"), json.dumps(record, ensure_ascii=False)))  # fmt: skip
         except StoreUnavailableError as exc:
+            if record.get("event") == "start":
+                raise  # before paying: the run does not start
             warnings.warn(f"{exc} (this run's receipt could not be written)", RuntimeWarning, stacklevel=2)
 
     def runs(self) -> list[dict[str, Any]]:
@@ -358,7 +512,7 @@ class PostgresStore:
         with self._tx() as cur:
             cur.execute(self._q("select record from S.receipts order by id"))
             runs = merge_runs([row[0] if isinstance(row[0], dict) else json.loads(row[0]) for row in cur.fetchall()])
-            cur.execute(self._q(f"select run from S.runs where run in ({_LIVE})"))
+            cur.execute(self._q(f"select run from S.runs where run in ({self._live()})"))
             live = {row[0] for row in cur.fetchall()}
             for run in runs:
                 if "ended" not in run and run.get("run") not in live:
@@ -385,16 +539,18 @@ class PostgresStore:
         if retention is not None:
             self.forget(older_than=retention)
         with self._tx() as cur:
-            cur.execute(self._q(f"delete from S.claims where run not in ({_LIVE})"))
-            cur.execute(self._q(f"delete from S.runs where run not in ({_LIVE}) and heartbeat < now() - "
+            cur.execute(self._q(f"delete from S.claims where run not in ({self._live()})"))
+            cur.execute(self._q(f"delete from S.runs where run not in ({self._live()}) and heartbeat < now() - "
                                 "interval '1 day'"))  # fmt: skip
 
 
 class PostgresWriter:
     """Buffers answers and commits them every ``COMMIT_EVERY`` s or ``COMMIT_BATCH`` answers.
 
-    If the database is gone, what was received is written to a local spill file (moved in by the
-    next run) and :class:`StoreUnavailableError` stops the run.
+    A batch leaves the buffer only once committed. When a commit fails, the batch is spilled
+    (fsynced on this machine) at once and so is every answer after it, until the store is back
+    (:meth:`PostgresStore.recover`, driven by the claim's lease before the next request) and the
+    spill is moved in. A fault that does not pass stops the run: ``append`` raises ``failure``.
     """
 
     def __init__(self, store: PostgresStore) -> None:
@@ -402,61 +558,70 @@ class PostgresWriter:
         self.name = store.run
         self.count = 0
         self._rows: list[tuple[Any, ...]] = []
-        self._first = 0.0
         self._timer: asyncio.TimerHandle | None = None
-        self._failed: StoreUnavailableError | None = None
+        self.failure: StoreUnavailableError | None = None  # set once the run must stop for the store
+        self.kept = Spiller(store.identity, store.run)
 
     def append(self, answer: Answer) -> None:
-        if self._failed is not None:
-            self._spill([answer.values()])
-            raise self._failed
+        self.count += 1
+        if self.store.fault is not None:  # the store cannot take it now: kept on this machine at once
+            self.kept.keep([answer])
+            if self.failure is not None:
+                raise self.failure
+            return
         if not self._rows:
-            self._first = time.monotonic()
             self._schedule()
         self._rows.append((*answer.values(), self.name))
-        self.count += 1
         if len(self._rows) >= COMMIT_BATCH:
             self.flush()
+            if self.failure is not None:
+                raise self.failure
 
     def _schedule(self) -> None:
         with contextlib.suppress(RuntimeError):  # no running loop (a sync caller): committed on close
-            self._timer = asyncio.get_running_loop().call_later(COMMIT_EVERY, self._due)
-
-    def _due(self) -> None:
-        self._timer = None
-        with contextlib.suppress(StoreUnavailableError):  # said by the next append
-            self.flush()
+            self._timer = asyncio.get_running_loop().call_later(COMMIT_EVERY, self.flush)
 
     def flush(self) -> None:
-        """Commit what is buffered; if the store is gone, keep it in the spill file and raise."""
+        """Commit what is buffered; if the store fails, spill it and remember why (never raises: a timer
+        calls this, and the next request's lease, or ``settle``, acts on the fault)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if not self._rows or self._failed is not None:
+        if not self._rows:
             return
         rows, self._rows = self._rows, []
         try:
             self.store._upsert(rows)
-        except StoreUnavailableError as exc:
-            self._spill([row[:-1] for row in rows])
-            self._failed = StoreUnavailableError(
-                f"{exc.args[0].split('. Answers')[0]}. The run stopped asking; the answers received since the last "
-                f"commit are kept in {self.store.spill_path()} and will be moved into the store by the next run.",
-            )
-            raise self._failed from None
+        except Exception as exc:
+            self.kept.keep([Answer(*row[:-1]) for row in rows])
+            fault = exc if isinstance(exc, StoreUnavailableError) else _unavailable(self.store.location, exc, False)
+            self.store.fault = fault
+            if not fault.transient:
+                self.failure = self._failed(fault)
 
-    def _spill(self, rows: list[tuple[Any, ...]]) -> None:
-        path = self.store.spill_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "ab") as f:
-            for row in rows:
-                f.write(Answer(*row).line())
-            f.flush()
-            os.fsync(f.fileno())
+    def _failed(self, fault: StoreUnavailableError) -> StoreUnavailableError:
+        """The run's stop: the store's fault, and where the answers it could not take are."""
+        failure = StoreUnavailableError(f"{fault.message.split(' Answers already')[0]} The run stopped asking.",
+                                        code=fault.code, reason=fault.reason, hint="")  # fmt: skip
+        failure.transient = fault.transient
+        return failure
+
+    async def settle(self) -> None:
+        """Everything appended so far durable in the store before the claims it answers end: committed, or
+        (the store back within the patience) moved in from the spill. ``failure`` says what could not be."""
+        self.flush()
+        if self.store.fault is not None and self.failure is None:
+            try:
+                await self.store.recover()
+            except StoreUnavailableError as exc:
+                self.failure = self._failed(exc)
+
+    def outcome(self) -> StoreUnavailableError | None:
+        """Why answers paid for are not in the store, and where they are (None: every one is)."""
+        return self.kept.outcome(self.failure)
 
     def close(self) -> None:
-        with contextlib.suppress(StoreUnavailableError):  # kept in the spill file; the run has said so
-            self.flush()
+        self.flush()
 
     def __enter__(self) -> PostgresWriter:
         return self
@@ -473,12 +638,35 @@ class PostgresClaim(Claim):
 
     def keep_alive(self) -> None:
         with contextlib.suppress(RuntimeError):
-            self._beating = asyncio.get_running_loop().call_later(_BEAT, self._beat)
+            self._beating = asyncio.get_running_loop().call_later(self.store.lease / 4, self._beat)
 
     def _beat(self) -> None:
-        with contextlib.suppress(StoreUnavailableError):
-            self.store.beat()
+        if self.store.fault is None:
+            try:
+                self.store.beat()
+            except StoreUnavailableError as exc:  # the next request's lease renews, or stops the run
+                self.store.fault = exc
+            except Exception as exc:  # a timer's failure must not vanish into the loop's log
+                self.store.fault = _unavailable(self.store.location, exc, False)
         self.keep_alive()
+
+    def ready(self, horizon: float) -> bool:
+        """Whether a request that takes up to ``horizon`` s (at most half the lease) ends before the lease can
+        lapse, with the store taking answers."""
+        return self.store.fault is None and self.store.lease_left() > min(horizon, self.store.lease / 2)
+
+    async def settle(self) -> bool:
+        """Renew the lease: the store back (within the patience), then every number of this claim still this
+        run's (False: another run took some over while the lease was lapsed)."""
+        if self.store.fault is not None:
+            await self.store.recover()
+        try:
+            return self.store.confirm(len(self.mine))
+        except StoreUnavailableError as exc:
+            self.store.fault = exc
+            if not exc.transient:
+                raise
+            return await self.settle()
 
     def held(self, key: Any) -> bool:
         return self.store._holds(key)
@@ -493,12 +681,20 @@ class PostgresClaim(Claim):
             self.mine = []
 
 
-# Runs that hold their session's advisory lock and renewed their heartbeat within the lease.
-_LIVE = (
-    "select r.run from S.runs r join pg_locks l on l.locktype = 'advisory' and l.granted and l.objsubid = 1 "
-    "and ((l.classid::bigint << 32) | l.objid::bigint) = r.lock_key "
-    f"where r.heartbeat > now() - interval '{LEASE:.0f} seconds'"
-)
+#: Our tables and their columns: a schema holding a table of these names with other columns is not ours.
+_TABLES = {
+    "meta": ["key", "value"],
+    "answers": ["mobile", "code", "status", "area", "is_mnp", "init_isp", "now_isp", "reason", "checked_at", "run"],
+    "claims": ["mobile", "run"],
+    "runs": ["run", "lock_key", "host", "pid", "heartbeat"],
+    "receipts": ["id", "run", "record"],
+}
+#: What a check does in the store (a plan, a dry run and a report only read).
+_PRIVILEGES = {
+    "meta": ("SELECT",), "answers": ("SELECT", "INSERT", "UPDATE"), "claims": ("SELECT", "INSERT", "DELETE"),
+    "runs": ("SELECT", "INSERT", "UPDATE", "DELETE"), "receipts": ("SELECT", "INSERT"), "receipts_id_seq": ("USAGE",),
+}  # fmt: skip
+_GRANTS = "Running again will not help: grant the role what docs/store.md lists. Nothing more was asked or paid for."
 
 _DDL = (
     "create table if not exists S.meta (key text primary key, value text not null)",
@@ -526,6 +722,32 @@ def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
+def _transient(exc: BaseException, conn: Any) -> bool:
+    """Whether a database failure may pass by itself: a lost or refused connection, a restart, a read-only
+    moment (a failover, ``default_transaction_read_only``), a conflict. A value or a table it refuses will not."""
+    import psycopg
+
+    passing = (psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction, psycopg.errors.SerializationFailure,
+               psycopg.errors.DeadlockDetected, psycopg.errors.InvalidSqlStatementName)  # fmt: skip
+    return isinstance(exc, passing) or bool(getattr(conn, "broken", False))
+
+
+def _unavailable(location: str, exc: BaseException, transient: bool) -> StoreUnavailableError:
+    failure = StoreUnavailableError(
+        f"The answer store {location} cannot take answers now: {_first_line(exc)}. "
+        "Answers already stored are kept; run again when the database is back."
+    )
+    failure.transient = transient
+    return failure
+
+
+def _gave_up(exc: StoreUnavailableError, patience: float) -> StoreUnavailableError:
+    failure = StoreUnavailableError(f"{exc.message.split(' Answers already')[0]} It was not back within "
+                                    f"{patience:.0f} s (the run's patience).", hint="")  # fmt: skip
+    failure.transient = True
+    return failure
+
+
 def _connect_error(location: str, exc: BaseException) -> Exception:
     """A failed connection: a wrong password or database is a CheckpointError (exit 2); unreachable, exit 1."""
     text = _first_line(exc)
@@ -534,5 +756,7 @@ def _connect_error(location: str, exc: BaseException) -> Exception:
     if any(word in text for word in fixed):
         return CheckpointError(f"Cannot use the answer store {location}: {text}. Running again will not help: "
                                "check the URI, the role and its password. Nothing was asked or paid for.")  # fmt: skip
-    return StoreUnavailableError(f"Cannot reach the answer store {location}: {text}. Nothing was asked or paid "
-                                 "for; run again when the database is reachable.")  # fmt: skip
+    failure = StoreUnavailableError(f"Cannot reach the answer store {location}: {text}. Nothing was asked or paid "
+                                    "for; run again when the database is reachable.")  # fmt: skip
+    failure.transient = True
+    return failure

@@ -248,9 +248,14 @@ class Console:
                     "--progress", "json"]  # fmt: skip
             if self.base_url:
                 args += ["--base-url", self.base_url]
-            proc = await asyncio.create_subprocess_exec(*args, env=self.env, stdin=asyncio.subprocess.DEVNULL,
+            # Its own session: a Ctrl-C at the server's terminal reaches the server only, which then sends the
+            # run exactly one SIGINT (a second would abandon what is in flight). $QXT_PARENT_PID: a run whose
+            # server dies (even by SIGKILL) notices and drains.
+            proc = await asyncio.create_subprocess_exec(*args, env={**self.env, "QXT_PARENT_PID": str(os.getpid())},
+                                                        stdin=asyncio.subprocess.DEVNULL,
                                                         stdout=asyncio.subprocess.DEVNULL,
-                                                        stderr=asyncio.subprocess.PIPE)  # fmt: skip
+                                                        stderr=asyncio.subprocess.PIPE,
+                                                        start_new_session=True)  # fmt: skip
             self._procs[job.id] = proc
             assert proc.stderr is not None
             async for raw in proc.stderr:
@@ -312,9 +317,10 @@ class Console:
         running = [proc for proc in self._procs.values() if proc.returncode is None]
         for proc in running:
             proc.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + 27  # within the documented 30 s, the streams' 2 s included
         for proc in running:
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(proc.wait(), 30)
+                await asyncio.wait_for(proc.wait(), max(deadline - time.monotonic(), 0.1))
 
     def delete(self, job: Job) -> None:
         self.jobs.pop(job.id, None)
@@ -579,7 +585,10 @@ def serve_forever(*, host: str, port: int, checkpoint: str | None, simulate: boo
         async def main() -> None:
             console = Console(root, checkpoint=store, base_url=base_url, env=env, max_upload=max_upload,
                               keep_days=keep_days, simulated=simulate)  # fmt: skip
-            config = uvicorn.Config(create_app(console, token), log_level="warning", access_log=False)
+            # Progress streams (SSE) never end by themselves: 2 s for them, then the runs get their Ctrl-C and
+            # up to the rest of the documented 30 s.
+            config = uvicorn.Config(create_app(console, token), log_level="warning", access_log=False,
+                                    timeout_graceful_shutdown=2)  # fmt: skip
             await uvicorn.Server(config).serve(sockets=[sock])
 
         with contextlib.suppress(KeyboardInterrupt):

@@ -1,0 +1,110 @@
+"""Answers a store could not take, kept on this machine until a later run on the same store moves them in.
+
+A run whose store fails (a database gone or read-only, a full disk) has
+already paid for the answers it holds. They go, fsynced, to a spill file::
+
+    $QXT_SPILL_DIR (default ~/.cache/qxt-pandas/spill), mode 0700
+      <store identity>-<run>.jsonl        mode 0600, journal lines (journal.py)
+
+The identity names the store, not the text that located it: for PostgreSQL the
+cluster's system identifier, the database and the schema (so a re-run through
+another spelling of the URI, a password or a pooler still finds them); for a
+directory, its device and inode. The run in the name is the run that paid:
+moved in, the answers stay its own, in its receipt.
+
+Example::
+
+    spill("pg-6f3a…", "20261205T0410-host-42-ab12cd", [answer])
+    for run, path in spilled("pg-6f3a…"):
+        ...
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import StoreUnavailableError
+
+if TYPE_CHECKING:
+    from .journal import Answer  # journal's writer spills: no import at run time
+
+__all__ = ["Spiller", "identity", "spill", "spill_dir", "spilled"]
+
+_NAME = re.compile(r"(?P<identity>[0-9a-f]{16})-(?P<run>[\w.-]+)\.jsonl")
+
+
+def spill_dir() -> Path:
+    """``$QXT_SPILL_DIR``, else ``$XDG_CACHE_HOME/qxt-pandas/spill`` (``~/.cache``)."""
+    if os.environ.get("QXT_SPILL_DIR"):
+        return Path(os.environ["QXT_SPILL_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "qxt-pandas" / "spill"
+
+
+def identity(*parts: object) -> str:
+    """A store's identity from what names it for good (16 hex digits: file names stay short)."""
+    return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:16]
+
+
+def spill(store: str, run: str, answers: Iterable[Answer]) -> Path:
+    """Append ``answers`` to the spill file of ``run`` on ``store``, fsynced; its path. OSError when the
+    spill itself cannot be written (then the answers are only in the caller's memory)."""
+    where = spill_dir()
+    where.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = where / f"{store}-{run}.jsonl"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        data = memoryview(b"".join(answer.line() for answer in answers))
+        while data:
+            data = data[os.write(fd, data) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return path
+
+
+def spilled(store: str) -> list[tuple[str, Path]]:
+    """The spill files of ``store`` on this machine: (the run that paid, the file), oldest run first."""
+    try:
+        names = sorted(os.listdir(spill_dir()))
+    except OSError:
+        return []
+    found = [(m, name) for name in names if (m := _NAME.fullmatch(name)) and m["identity"] == store]
+    return [(m["run"], spill_dir() / name) for m, name in found]
+
+
+class Spiller:
+    """What one run's writer could not put in its store: spilled answers counted, unsaved ones held."""
+
+    def __init__(self, store: str, run: str) -> None:
+        self.store, self.run = store, run
+        self.spilled = 0  # answers written to the spill file
+        self.unsaved: list[Answer] = []  # answers neither stored nor spilled: only in the run's results
+
+    def keep(self, answers: list[Answer]) -> None:
+        """Spill ``answers``; those the spill cannot take either stay in ``unsaved``."""
+        try:
+            spill(self.store, self.run, answers)
+            self.spilled += len(answers)
+        except OSError:
+            self.unsaved += answers
+
+    def outcome(self, failure: StoreUnavailableError | None) -> StoreUnavailableError | None:
+        """``failure`` (why the run stopped for its store) retold with where the answers it could not take are."""
+        if failure is None:
+            return None
+        kept = []
+        if self.spilled:
+            kept.append(f"{self.spilled:,} answers received meanwhile are kept on this machine in {spill_dir()} and "
+                        "are moved into the store by the next run on it, before it pays for anything")  # fmt: skip
+        if self.unsaved:
+            kept.append(f"{len(self.unsaved):,} answers paid for could be written neither to the store nor to a "
+                        "spill file: they are only in this run's results")  # fmt: skip
+        told = StoreUnavailableError(" ".join([failure.message, "; ".join(kept).capitalize() + "."] if kept
+                                              else [failure.message]), code=failure.code, hint="")  # fmt: skip
+        told.transient, told.spilled, told.unsaved = failure.transient, self.spilled, len(self.unsaved)
+        return told
