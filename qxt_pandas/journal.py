@@ -145,6 +145,7 @@ class JournalWriter:
         self.failure: StoreUnavailableError | None = None
         self.kept = Spiller(store, self.path.stem)
         self._fd = -1
+        self._size = 0  # bytes of whole lines written
         self._dirty = False
         self._closed = threading.Event()
         self._syncer: threading.Thread | None = None
@@ -158,8 +159,10 @@ class JournalWriter:
                     self._open()
                 line = answer.line()
                 if os.write(self._fd, line) == len(line):
-                    self._dirty = True
+                    self._dirty, self._size = True, self._size + len(line)
                     return
+                with contextlib.suppress(OSError):  # no torn line left behind for readers to call damage
+                    os.ftruncate(self._fd, self._size)
                 raise OSError(errno.ENOSPC, "a short write (is the disk full?)")
             except OSError as exc:
                 told = f"Cannot write to the checkpoint {self.path.parent} ({exc.strerror or exc})."

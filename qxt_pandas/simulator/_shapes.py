@@ -14,6 +14,8 @@ notebook can show that each is kept and paid for once:
 ``gbk``         strict JSON encoded in GBK, ``charset=GBK`` in the Content-Type
 ``unreadable``  code-0 answers broken by a PHP warning mid-body: charged, unreadable
 ``mixed``       each number in one of the above (by its last digit)
+``hostile``     values a database refuses: a NUL (``\u0000``) in Area of numbers ending in 3, a
+                lone surrogate (``\udc80``) in it for those ending in 7; valid JSON, ASCII-escaped
 ==============  ====================================================================
 """
 
@@ -24,7 +26,7 @@ from typing import Any
 
 __all__ = ["SHAPES", "render"]
 
-SHAPES = ("json", "document", "empty", "gbk", "unreadable", "mixed")
+SHAPES = ("json", "document", "empty", "gbk", "unreadable", "mixed", "hostile")
 _MIXED = ("empty", "document", "json", "gbk", "json", "document", "empty", "gbk", "json", "unreadable")
 _PHP_WARNING = (
     "<br />\n<b>Warning</b>:  mysqli_fetch_assoc() expects parameter 1 to be mysqli_result in <b>/www/api.php"
@@ -43,6 +45,10 @@ def render(body: dict[str, Any], shape: str, content_type: str) -> tuple[bytes, 
         return _document(body).encode(), content_type
     if shape == "empty" and isinstance(result, dict):
         body = {**body, "result": _emptied(result)}
+    if shape == "hostile" and isinstance(result, dict) and mobile[-1:] in ("3", "7"):
+        odd = "\x00" if mobile.endswith("3") else "\udc80"
+        body = {**body, "result": {**result, "Area": f"{result.get('Area', '')}{odd}x"}}
+        return json.dumps(body).encode(), content_type
     text = json.dumps(body, ensure_ascii=False)
     if shape == "unreadable" and body.get("code") == 0 and '"Status"' in text:  # status answers only
         cut = text.index('"Status"')
