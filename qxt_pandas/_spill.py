@@ -3,8 +3,9 @@
 A run whose store fails (a database gone or read-only, a full disk) has
 already paid for the answers it holds. They go, fsynced, to a spill file::
 
-    $QXT_SPILL_DIR (default ~/.cache/qxt-pandas/spill), mode 0700
-      <store identity>-<run>.jsonl        mode 0600, journal lines (journal.py)
+    $QXT_SPILL_DIR (default ~/.cache/qxt-pandas/spill)
+      answers/                            mode 0700, made by qxt (the directory above may be shared)
+        <store identity>-<run>.jsonl      mode 0600, journal lines (journal.py)
 
 The identity names the store, not the text that located it: for PostgreSQL the
 cluster's system identifier, the database and the schema (so a re-run through
@@ -21,6 +22,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -39,7 +41,11 @@ _NAME = re.compile(r"(?P<identity>[0-9a-f]{16})-(?P<run>[\w.-]+)\.jsonl")
 
 
 def spill_dir() -> Path:
-    """``$QXT_SPILL_DIR``, else ``$XDG_CACHE_HOME/qxt-pandas/spill`` (``~/.cache``)."""
+    """``answers/`` in ``$QXT_SPILL_DIR``, else in ``$XDG_CACHE_HOME/qxt-pandas/spill`` (``~/.cache``)."""
+    return _base() / "answers"
+
+
+def _base() -> Path:
     if os.environ.get("QXT_SPILL_DIR"):
         return Path(os.environ["QXT_SPILL_DIR"])
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "qxt-pandas" / "spill"
@@ -54,7 +60,9 @@ def spill(store: str, run: str, answers: Iterable[Answer]) -> Path:
     """Append ``answers`` to the spill file of ``run`` on ``store``, fsynced; its path. OSError when the
     spill itself cannot be written (then the answers are only in the caller's memory)."""
     where = spill_dir()
-    where.mkdir(mode=0o700, parents=True, exist_ok=True)
+    where.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        where.mkdir(mode=0o700)
     path = where / f"{store}-{run}.jsonl"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
@@ -68,13 +76,14 @@ def spill(store: str, run: str, answers: Iterable[Answer]) -> Path:
 
 
 def spilled(store: str) -> list[tuple[str, Path]]:
-    """The spill files of ``store`` on this machine: (the run that paid, the file), oldest run first."""
-    try:
-        names = sorted(os.listdir(spill_dir()))
-    except OSError:
-        return []
-    found = [(m, name) for name in names if (m := _NAME.fullmatch(name)) and m["identity"] == store]
-    return [(m["run"], spill_dir() / name) for m, name in found]
+    """The spill files of ``store`` on this machine: (the run that paid, the file), oldest run first
+    (also those that qxt 0.1 left directly in the spill directory)."""
+    found = []
+    for where in (spill_dir(), _base()):
+        with contextlib.suppress(OSError):
+            found += [(m["run"], where / name) for name in sorted(os.listdir(where))
+                      if (m := _NAME.fullmatch(name)) and m["identity"] == store]  # fmt: skip
+    return found
 
 
 class Spiller:

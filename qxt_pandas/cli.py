@@ -30,6 +30,7 @@ from .errors import (
     IpNotAllowedError,
     MissingApiKeyError,
     QxtError,
+    StoreUnavailableError,
 )
 from .files import open_source
 from .forget import forget
@@ -239,6 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigurationError, ValueError) as exc:
         _say(f"{exc}{run.kept(after_paying_only=True)}")
         return EXIT_USAGE
+    except StoreUnavailableError as exc:  # it says itself where the answers it could not store are
+        _say(f"{exc} {run.wrote()} Run again to retry.")
+        return EXIT_FAILURE
     except (QxtError, OSError) as exc:
         _say(f"{_describe(exc)} {run.wrote()}{run.kept()} Run again to retry.")
         return EXIT_FAILURE

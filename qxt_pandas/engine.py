@@ -367,8 +367,8 @@ async def query_numbers(
                 try:
                     if pacer is not None:
                         await pacer.wait()
-                    if lease is not None and not lease.ready(longest) and not await lease_stands():
-                        put_back = True  # not asked: this run's claim on it may have lapsed
+                    if stop.is_set() or (lease is not None and not lease.ready(longest) and not await lease_stands()):
+                        put_back = True  # not asked: the run stopped, or its claim on the number may have lapsed
                         return
                     status = await client.status(mobile, watch=slots)
                     answer = Answer(mobile, 0, status.status, status.area, status.is_mnp, status.init_isp,

@@ -158,17 +158,29 @@ class JournalWriter:
                 if self._fd < 0:
                     self._open()
                 line = answer.line()
-                if os.write(self._fd, line) == len(line):
-                    self._dirty, self._size = True, self._size + len(line)
-                    return
-                with contextlib.suppress(OSError):  # no torn line left behind for readers to call damage
-                    os.ftruncate(self._fd, self._size)
-                raise OSError(errno.ENOSPC, "a short write (is the disk full?)")
+                written = os.write(self._fd, line)
+                if written < len(line):
+                    written += self._rest(line[written:])
+                self._dirty, self._size = True, self._size + written
+                return
             except OSError as exc:
                 told = f"Cannot write to the checkpoint {self.path.parent} ({exc.strerror or exc})."
                 self.failure = StoreUnavailableError(f"{told} The run stopped asking.", hint="")
         self.kept.keep([answer])
         raise self.failure
+
+    def _rest(self, rest: bytes) -> int:
+        """The rest of a line after a short write; if that fails too, the torn line is cut off (no reader
+        meets it as damage) and the error is the writer's."""
+        try:
+            written = os.write(self._fd, rest)
+            if written == len(rest):
+                return written
+            raise OSError(errno.ENOSPC, "a short write (is the disk full?)")
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self._size)
+            raise
 
     async def settle(self) -> None:
         """Nothing to wait for: each answer is in the kernel's hands once appended."""

@@ -367,8 +367,7 @@ class PostgresStore:
                 "now_isp = excluded.now_isp, reason = excluded.reason, checked_at = excluded.checked_at, "
                 "run = excluded.run where S.answers.checked_at <= excluded.checked_at"), rows)  # fmt: skip
             cur.execute(self._q("update S.runs set heartbeat = now() where run = %s"), (self.run,))
-        if self._registered:
-            self._beat_at = started
+        self._renewed(started)
 
     def _move_spilled(self, run: str | None = None) -> None:
         """Answers kept on this machine when this store could not take them (this store's, whatever URI
@@ -414,7 +413,13 @@ class PostgresStore:
         started = _clock()
         with self._tx() as cur:
             cur.execute(self._q("update S.runs set heartbeat = now() where run = %s"), (self.run,))
-        self._beat_at = started
+        self._renewed(started)
+
+    def _renewed(self, started: float) -> None:
+        """A heartbeat sent at ``started`` extends the lease only if the lease still stood then: after it
+        lapsed (a suspension), only :meth:`confirm` may say that the claims are still this run's."""
+        if self._registered and started < self._beat_at + self.lease:
+            self._beat_at = started
 
     def lease_left(self) -> float:
         """Seconds before this run's claims could lapse (from its last renewed heartbeat, suspensions counted)."""
@@ -635,6 +640,7 @@ class PostgresClaim(Claim):
 
     store: PostgresStore
     _beating: asyncio.TimerHandle | None = None
+    lost = False  # another run took over some of its numbers: nothing more is asked under it
 
     def keep_alive(self) -> None:
         with contextlib.suppress(RuntimeError):
@@ -653,15 +659,19 @@ class PostgresClaim(Claim):
     def ready(self, horizon: float) -> bool:
         """Whether a request that takes up to ``horizon`` s (at most half the lease) ends before the lease can
         lapse, with the store taking answers."""
-        return self.store.fault is None and self.store.lease_left() > min(horizon, self.store.lease / 2)
+        store = self.store
+        return not self.lost and store.fault is None and store.lease_left() > min(horizon, store.lease / 2)
 
     async def settle(self) -> bool:
         """Renew the lease: the store back (within the patience), then every number of this claim still this
         run's (False: another run took some over while the lease was lapsed)."""
+        if self.lost:
+            return False
         if self.store.fault is not None:
             await self.store.recover()
         try:
-            return self.store.confirm(len(self.mine))
+            self.lost = not self.store.confirm(len(self.mine))
+            return not self.lost
         except StoreUnavailableError as exc:
             self.store.fault = exc
             if not exc.transient:

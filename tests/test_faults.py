@@ -18,20 +18,13 @@ not store every answer it paid for.
 from __future__ import annotations
 
 import errno
-import json
 import os
-import signal
-import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import SECRET, make_simulator, qxt, wait_for
+from conftest import SECRET, make_simulator, qxt
 
-import qxt_pandas
 from qxt_pandas import errors as E
 from qxt_pandas import journal
 from qxt_pandas.simulator import serve
@@ -59,8 +52,10 @@ def stored(store: str) -> set[str]:
         opened.close()
 
 
-def spilled(where: Path) -> set[str]:
+def spilled(base: Path) -> set[str]:
+    """The numbers spilled under ``$QXT_SPILL_DIR`` ``base``, each file private to its user."""
     found: set[str] = set()
+    where = base / "answers"
     for path in where.glob("*.jsonl") if where.is_dir() else []:
         assert path.stat().st_mode & 0o777 == 0o600 and where.stat().st_mode & 0o777 == 0o700
         table, _ = journal.read_journal(path, 0)
@@ -157,15 +152,19 @@ class _FailingOS:
     """``os`` for journal.py, whose ``write`` fails as ``kind`` says at the calls ``fails`` picks."""
 
     def __init__(self, kind: str, fails: Nth) -> None:
-        self.kind, self.fails = kind, fails
+        self.kind, self.fails, self.torn = kind, fails, False
 
     def __getattr__(self, name: str):
         return getattr(os, name)
 
     def write(self, fd: int, data: bytes) -> int:
+        if self.torn:  # the rest of a short write: the disk is full
+            self.torn = False
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         if not self.fails():
             return os.write(fd, data)
         if self.kind == "short write":
+            self.torn = True
             return os.write(fd, data[: len(data) // 2])
         code = {"disk full": errno.ENOSPC, "I/O error": errno.EIO, "read-only": errno.EROFS,
                 "quota": errno.EDQUOT}[self.kind]  # fmt: skip
@@ -310,6 +309,7 @@ def test_a_spill_is_moved_in_through_another_spelling_of_the_same_database(postg
         monkeypatch.setattr(PostgresStore, "_upsert", upsert)
         assert spilled(tmp_path / "spill")
         base, schema = postgres.split("&schema=")
-        respelled = base.replace("postgresql://postgres:@", "postgres://postgres@") + f"&connect_timeout=5&schema={schema}"
+        respelled = base.replace("postgresql://postgres:@", "postgres://postgres@")
+        respelled += f"&connect_timeout=5&schema={schema}"  # another scheme, no empty password, a parameter more
         again = check(url, respelled)
     assert again["qxt_code"].notna().all() and twice(sim) == 0 and not spilled(tmp_path / "spill")
