@@ -195,8 +195,14 @@ class Checkpoint:
         return await claim_numbers(self, numbers, max_age)
 
     def add_receipt(self, record: dict[str, Any]) -> None:
-        """Append one line to the receipts (see receipts.py)."""
-        append_receipt(self.path, record)
+        """Append one line to the receipts (see receipts.py). A start that cannot be written stops the run
+        before it pays; an end that cannot (a full disk) is a warning: the run's own error tells the rest."""
+        try:
+            append_receipt(self.path, record)
+        except OSError as exc:
+            if record.get("event") == "start":
+                raise unwritable(self.path, exc) from None
+            warn_once(self.path, f"{unwritable(self.path, exc)} (this run's receipt could not be ended)")
 
     def runs(self) -> list[dict[str, Any]]:
         """Every run's receipt, oldest first."""

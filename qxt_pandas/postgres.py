@@ -51,15 +51,23 @@ import socket
 import time
 import uuid
 import warnings
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pyarrow as pa
 
-from ._spill import Spiller, identity, spilled
+from ._postgres_write import (
+    COMMIT_BATCH,
+    COMMIT_EVERY,
+    PostgresClaim,
+    PostgresWriter,
+    _first_line,
+    _transient,
+    _unavailable,
+)
+from ._spill import identity, spilled
 from ._sync import draining
-from .claims import Claim
 from .errors import CheckpointError, StoreUnavailableError
 from .journal import ANSWER_SCHEMA, Answer, answers_table, read_journal, warn_once
 from .receipts import merge_runs, recovered_end
@@ -68,13 +76,12 @@ from .store import check_key, refuse_other_kind
 __all__ = ["COMMIT_BATCH", "COMMIT_EVERY", "LEASE", "PostgresStore", "without_password"]
 
 FORMAT = 1
-COMMIT_EVERY = 0.05  # seconds: the most an answer waits for its commit while a run goes on
-COMMIT_BATCH = 500  # answers: a batch this large is committed at once
 LEASE = 60.0  # seconds: a run that has not renewed its heartbeat for this long holds no claims ($QXT_LEASE_SECONDS)
 _LOOKUP_BATCH = 20_000
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _SCHEMA_LOCK = 0x71787473  # advisory lock keys ("qxts", "qxtc"): creating the schema, claiming
 _CLAIMS_LOCK = 0x71787463
+T = TypeVar("T")
 _COLUMNS = "mobile, code, status, area, is_mnp, init_isp, now_isp, reason, checked_at"
 
 
@@ -437,26 +444,42 @@ class PostgresStore:
         self._beat_at = started
         return count >= held
 
-    async def recover(self) -> None:
-        """The store back after a passing fault: a new session if the old one is lost, this run's spill moved
-        in. Retried with backoff within the patience (or until an interrupt); then the fault is raised."""
+    async def recover(self, then: Callable[[], T]) -> T:
+        """``then()`` with the store taking writes: after a passing fault, first a new session if the old one
+        is lost and this run's spill moved in. A passing fault is retried with backoff (0.1 s doubling to 5 s)
+        within the patience, or until an interrupt; then it is raised. A lasting one is raised at once."""
         deadline, delay = time.monotonic() + self.patience, 0.1
-        while self.fault is not None:
+        while True:
+            if self.fault is not None and not self.fault.transient:
+                raise self.fault
             try:
-                await asyncio.to_thread(self.reconnect)
-                self._move_spilled(run=self.run)
+                if self.fault is not None:
+                    await asyncio.to_thread(self.reconnect)
+                    self._move_spilled(run=self.run)
+                done = then()
                 self.fault = None
+                return done
             except StoreUnavailableError as exc:
                 drain = draining()
-                if not exc.transient or time.monotonic() + delay > deadline or (drain is not None and drain.is_set()):
-                    self.fault = _gave_up(exc, self.patience) if exc.transient else exc
+                if not exc.transient:
+                    self.fault = exc
+                    raise
+                if time.monotonic() + delay > deadline or (drain is not None and drain.is_set()):
+                    self.fault = _gave_up(exc, self.patience)
                     raise self.fault from None
                 self.fault = exc
                 await asyncio.sleep(random.uniform(0, 2 * delay))
                 delay = min(delay * 2, 5.0)
 
     async def claim(self, numbers: list[str], max_age: float | None) -> PostgresClaim:
-        """Claim those of ``numbers`` nobody answered and no live run (on any machine) is asking."""
+        """Claim those of ``numbers`` nobody answered and no live run (on any machine) is asking; a passing
+        fault of the store is waited out (see :meth:`recover`)."""
+        claim = await self.recover(lambda: self._claim(numbers, max_age))
+        if claim.mine:
+            claim.keep_alive()
+        return claim
+
+    def _claim(self, numbers: list[str], max_age: float | None) -> PostgresClaim:
         self._register()
         since = -1.0 if max_age is None else time.time() - max_age
         started = _clock()
@@ -480,8 +503,6 @@ class PostgresStore:
         self._beat_at = started
         claim = PostgresClaim(mine, answered, others)
         claim.store = self
-        if mine:
-            claim.keep_alive()
         return claim
 
     def _release(self) -> None:
@@ -549,148 +570,6 @@ class PostgresStore:
                                 "interval '1 day'"))  # fmt: skip
 
 
-class PostgresWriter:
-    """Buffers answers and commits them every ``COMMIT_EVERY`` s or ``COMMIT_BATCH`` answers.
-
-    A batch leaves the buffer only once committed. When a commit fails, the batch is spilled
-    (fsynced on this machine) at once and so is every answer after it, until the store is back
-    (:meth:`PostgresStore.recover`, driven by the claim's lease before the next request) and the
-    spill is moved in. A fault that does not pass stops the run: ``append`` raises ``failure``.
-    """
-
-    def __init__(self, store: PostgresStore) -> None:
-        self.store = store
-        self.name = store.run
-        self.count = 0
-        self._rows: list[tuple[Any, ...]] = []
-        self._timer: asyncio.TimerHandle | None = None
-        self.failure: StoreUnavailableError | None = None  # set once the run must stop for the store
-        self.kept = Spiller(store.identity, store.run)
-
-    def append(self, answer: Answer) -> None:
-        self.count += 1
-        if self.store.fault is not None:  # the store cannot take it now: kept on this machine at once
-            self.kept.keep([answer])
-            if self.failure is not None:
-                raise self.failure
-            return
-        if not self._rows:
-            self._schedule()
-        self._rows.append((*answer.values(), self.name))
-        if len(self._rows) >= COMMIT_BATCH:
-            self.flush()
-            if self.failure is not None:
-                raise self.failure
-
-    def _schedule(self) -> None:
-        with contextlib.suppress(RuntimeError):  # no running loop (a sync caller): committed on close
-            self._timer = asyncio.get_running_loop().call_later(COMMIT_EVERY, self.flush)
-
-    def flush(self) -> None:
-        """Commit what is buffered; if the store fails, spill it and remember why (never raises: a timer
-        calls this, and the next request's lease, or ``settle``, acts on the fault)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if not self._rows:
-            return
-        rows, self._rows = self._rows, []
-        try:
-            self.store._upsert(rows)
-        except Exception as exc:
-            self.kept.keep([Answer(*row[:-1]) for row in rows])
-            fault = exc if isinstance(exc, StoreUnavailableError) else _unavailable(self.store.location, exc, False)
-            self.store.fault = fault
-            if not fault.transient:
-                self.failure = self._failed(fault)
-
-    def _failed(self, fault: StoreUnavailableError) -> StoreUnavailableError:
-        """The run's stop: the store's fault, and where the answers it could not take are."""
-        failure = StoreUnavailableError(f"{fault.message.split(' Answers already')[0]} The run stopped asking.",
-                                        code=fault.code, reason=fault.reason, hint="")  # fmt: skip
-        failure.transient = fault.transient
-        return failure
-
-    async def settle(self) -> None:
-        """Everything appended so far durable in the store before the claims it answers end: committed, or
-        (the store back within the patience) moved in from the spill. ``failure`` says what could not be."""
-        self.flush()
-        if self.store.fault is not None and self.failure is None:
-            try:
-                await self.store.recover()
-            except StoreUnavailableError as exc:
-                self.failure = self._failed(exc)
-
-    def outcome(self) -> StoreUnavailableError | None:
-        """Why answers paid for are not in the store, and where they are (None: every one is)."""
-        return self.kept.outcome(self.failure)
-
-    def close(self) -> None:
-        self.flush()
-
-    def __enter__(self) -> PostgresWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class PostgresClaim(Claim):
-    """A claim in the ``claims`` table; live while its run holds its advisory lock and renews its heartbeat."""
-
-    store: PostgresStore
-    _beating: asyncio.TimerHandle | None = None
-    lost = False  # another run took over some of its numbers: nothing more is asked under it
-
-    def keep_alive(self) -> None:
-        with contextlib.suppress(RuntimeError):
-            self._beating = asyncio.get_running_loop().call_later(self.store.lease / 4, self._beat)
-
-    def _beat(self) -> None:
-        if self.store.fault is None:
-            try:
-                self.store.beat()
-            except StoreUnavailableError as exc:  # the next request's lease renews, or stops the run
-                self.store.fault = exc
-            except Exception as exc:  # a timer's failure must not vanish into the loop's log
-                self.store.fault = _unavailable(self.store.location, exc, False)
-        self.keep_alive()
-
-    def ready(self, horizon: float) -> bool:
-        """Whether a request that takes up to ``horizon`` s (at most half the lease) ends before the lease can
-        lapse, with the store taking answers."""
-        store = self.store
-        return not self.lost and store.fault is None and store.lease_left() > min(horizon, store.lease / 2)
-
-    async def settle(self) -> bool:
-        """Renew the lease: the store back (within the patience), then every number of this claim still this
-        run's (False: another run took some over while the lease was lapsed)."""
-        if self.lost:
-            return False
-        if self.store.fault is not None:
-            await self.store.recover()
-        try:
-            self.lost = not self.store.confirm(len(self.mine))
-            return not self.lost
-        except StoreUnavailableError as exc:
-            self.store.fault = exc
-            if not exc.transient:
-                raise
-            return await self.settle()
-
-    def held(self, key: Any) -> bool:
-        return self.store._holds(key)
-
-    def release(self) -> None:
-        if self._beating is not None:
-            self._beating.cancel()
-            self._beating = None
-        if self.mine:
-            with contextlib.suppress(StoreUnavailableError):
-                self.store._release()
-            self.mine = []
-
-
 #: Our tables and their columns: a schema holding a table of these names with other columns is not ours.
 _TABLES = {
     "meta": ["key", "value"],
@@ -726,29 +605,6 @@ def _table(rows: list[tuple[Any, ...]]) -> pa.Table:
 
 def _answers(table: pa.Table) -> list[Answer]:
     return [Answer(**row) for row in table.to_pylist()]
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-
-def _transient(exc: BaseException, conn: Any) -> bool:
-    """Whether a database failure may pass by itself: a lost or refused connection, a restart, a read-only
-    moment (a failover, ``default_transaction_read_only``), a conflict. A value or a table it refuses will not."""
-    import psycopg
-
-    passing = (psycopg.OperationalError, psycopg.errors.ReadOnlySqlTransaction, psycopg.errors.SerializationFailure,
-               psycopg.errors.DeadlockDetected, psycopg.errors.InvalidSqlStatementName)  # fmt: skip
-    return isinstance(exc, passing) or bool(getattr(conn, "broken", False))
-
-
-def _unavailable(location: str, exc: BaseException, transient: bool) -> StoreUnavailableError:
-    failure = StoreUnavailableError(
-        f"The answer store {location} cannot take answers now: {_first_line(exc)}. "
-        "Answers already stored are kept; run again when the database is back."
-    )
-    failure.transient = transient
-    return failure
 
 
 def _gave_up(exc: StoreUnavailableError, patience: float) -> StoreUnavailableError:

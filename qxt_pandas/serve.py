@@ -591,8 +591,15 @@ def serve_forever(*, host: str, port: int, checkpoint: str | None, simulate: boo
                                     timeout_graceful_shutdown=2)  # fmt: skip
             await uvicorn.Server(config).serve(sockets=[sock])
 
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(main())
+        def stop(signum: int, frame: object) -> None:  # uvicorn passes a SIGTERM on once it has stopped
+            raise KeyboardInterrupt
+
+        previous = signal.signal(signal.SIGTERM, stop)
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                asyncio.run(main())
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -313,3 +314,32 @@ def test_a_spill_is_moved_in_through_another_spelling_of_the_same_database(postg
         respelled += f"&connect_timeout=5&schema={schema}"  # another scheme, no empty password, a parameter more
         again = check(url, respelled)
     assert again["qxt_code"].notna().all() and twice(sim) == 0 and not spilled(tmp_path / "spill")
+
+
+def test_a_lease_renewal_that_fails_for_a_moment_is_retried_with_backoff(postgres, tmp_path, monkeypatch):
+    from qxt_pandas.postgres import PostgresStore
+
+    monkeypatch.setenv("QXT_SPILL_DIR", str(tmp_path / "spill"))
+    monkeypatch.setenv("QXT_LEASE_SECONDS", "1")  # heartbeats every 0.25 s, renewals before most requests
+    confirm, tries = PostgresStore.confirm, []
+
+    def flaky(self, held):
+        tries.append(time.monotonic())
+        if len(tries) <= 4:  # a read-only moment: no write goes through, not even a heartbeat
+            with self._tx():
+                raise psycopg_errors().ReadOnlySqlTransaction("cannot execute UPDATE in a read-only transaction")
+        return confirm(self, held)
+
+    monkeypatch.setattr(PostgresStore, "confirm", flaky)
+    monkeypatch.setattr(PostgresStore, "beat", lambda self: flaky(self, 0) and None)
+    sim = rich(latency=0.05)
+    with serve(sim) as url:
+        done = check(url, postgres, concurrency=4, timeout=0.5, retries=0)
+    assert done["qxt_code"].notna().all() and twice(sim) == 0
+    assert len(tries) > 4 and tries[3] - tries[0] >= 0.1  # waited between tries, not a busy loop
+
+
+def psycopg_errors():
+    import psycopg
+
+    return psycopg.errors

@@ -12,6 +12,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -177,7 +179,8 @@ def test_a_closed_progress_pipe_never_stops_the_run(tmp_path):
     assert written["qxt_code"].notna().all() and twice(sim) == 0
 
 
-def test_ctrl_c_at_the_terminal_of_qxt_serve_reaches_its_runs_once(tmp_path):
+@pytest.mark.parametrize("stop", ["Ctrl-C at the terminal", "SIGTERM with a progress stream open"])
+def test_a_stopped_server_stops_its_runs_once_and_within_30_s(tmp_path, stop):
     pytest.importorskip("starlette")
     from test_serve import upload
 
@@ -202,16 +205,38 @@ def test_ctrl_c_at_the_terminal_of_qxt_serve_reaches_its_runs_once(tmp_path):
                 assert http.post(f"/api/jobs/{job}/run").status_code == 200
                 assert wait_for(lambda: sim.in_flight >= 8 and len(sim.ledger) >= 100, timeout=60)
                 (run,) = _children(server.pid)
-                os.killpg(server.pid, signal.SIGINT)  # Ctrl-C at the terminal
-                assert server.wait(timeout=60) == 0
+                if stop == "Ctrl-C at the terminal":
+                    os.killpg(server.pid, signal.SIGINT)  # the whole foreground group, as a terminal does
+                else:
+                    streaming = threading.Event()
+                    threading.Thread(target=_watch_events, args=(base, job, streaming), daemon=True).start()
+                    assert streaming.wait(timeout=30)  # the page's progress stream is open
+                    server.send_signal(signal.SIGTERM)
+                started = time.monotonic()
+                assert server.wait(timeout=60) == 0 and time.monotonic() - started < 30
                 assert _ended(run)
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(server.pid, signal.SIGKILL)
         assert set(sim.ledger.paid(SECRET)) <= stored(store)  # one SIGINT: it drained, nothing was abandoned
         rerun(tmp_path, source, store, url)
-        record("Ctrl-C at the terminal of qxt serve", server.returncode, sim)
+        record(f"qxt serve: {stop}", server.returncode, sim)
     assert twice(sim) == 0
+
+
+def _watch_events(base: str, job: str, streaming: threading.Event) -> None:
+    """Read the job's event stream, as the page does, until the server ends it."""
+    import httpx
+
+    headers = {"Authorization": "Bearer " + "t" * 32}
+    with (
+        contextlib.suppress(httpx.HTTPError),
+        httpx.Client(base_url=base, timeout=None) as http,
+        http.stream("GET", f"/api/jobs/{job}/events", headers=headers) as events,
+    ):
+        for line in events.iter_lines():
+            if line.startswith("data:"):
+                streaming.set()
 
 
 def _children(pid: int) -> list[int]:
