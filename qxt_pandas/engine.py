@@ -340,6 +340,8 @@ async def query_numbers(
         """Whether the claim still stands (renewed if need be); False: stop asking, the number goes back."""
         assert lease is not None
         async with settling:
+            if stop.is_set():
+                return False
             if lease.ready(longest):
                 return True
             try:

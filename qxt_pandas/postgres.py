@@ -608,10 +608,9 @@ def _answers(table: pa.Table) -> list[Answer]:
 
 
 def _gave_up(exc: StoreUnavailableError, patience: float) -> StoreUnavailableError:
-    failure = StoreUnavailableError(f"{exc.message.split(' Answers already')[0]} It was not back within "
-                                    f"{patience:.0f} s (the run's patience).", hint="")  # fmt: skip
-    failure.transient = True
-    return failure
+    """The run's patience ran out: for the rest of the run, the fault is final (never waited out again)."""
+    return StoreUnavailableError(f"{exc.message.split(' Answers already')[0]} It was not back within "
+                                 f"{patience:.0f} s (the run's patience).", hint="")  # fmt: skip
 
 
 def _connect_error(location: str, exc: BaseException) -> Exception:
