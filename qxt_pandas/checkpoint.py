@@ -293,15 +293,17 @@ class Checkpoint:
                 if journal.stat().st_size == 0 and not held_elsewhere(journal):
                     journal.unlink(missing_ok=True)
 
-    def tidy(self, retention: float | None = None) -> None:
-        """Forget answers older than ``retention`` s, if given; compact when it pays: 8+ closed journals,
-        or journals a tenth the size of the parts."""
-        if retention is not None and self.forget(older_than=retention):
-            return  # forgetting compacted everything closed
+    def tidy(self, retention: float | None = None) -> int:
+        """Forget answers older than ``retention`` s, if given (how many numbers lost theirs); compact when it
+        pays: 8+ closed journals, or journals a tenth the size of the parts."""
+        expired = self.forget(older_than=retention) if retention is not None else 0
+        if expired:
+            return expired  # forgetting compacted everything closed
         journals = [j.stat().st_size for j in self.files("journal")]
         parts = sum(p.stat().st_size for p in self.files("part"))
         if len(journals) >= 8 or sum(journals) * 10 >= parts:
             self.compact()
+        return 0
 
     def forget(
         self, numbers: list[str] | None = None, older_than: float | None = None, *, dry_run: bool = False

@@ -33,9 +33,9 @@ from .errors import (
     StoreUnavailableError,
 )
 from .files import open_source
-from .forget import forget
+from .forget import forget, numbers_in
 from .masking import mask_text, numbers_shown
-from .options import CheckOptions
+from .options import CheckOptions, parse_age
 from .outputs import AtomicWriter, Targets
 from .pipeline import read_balance
 from .protocol import Balance
@@ -159,8 +159,10 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     forget.add_argument("store", type=_location, help="a checkpoint directory or a PostgreSQL URI")
     forget.add_argument("--numbers", type=Path, metavar="FILE", help="the numbers to forget")
-    forget.add_argument("--column", help="the column of FILE holding them (a CSV, TSV, .xlsx or Parquet file)")
+    forget.add_argument("--column", help="the column of FILE holding them (a CSV, TSV, .xlsx or Parquet file; "
+                        "default: the one that looks most like mobile numbers)")  # fmt: skip
     forget.add_argument("--older-than", metavar="AGE", help="forget answers older than AGE, e.g. 180d, 12h")
+    forget.add_argument("--all", action="store_true", help="with --older-than 0: yes, every answer")
     forget.add_argument("--dry-run", action="store_true", help="count what would be removed; remove nothing")
     privacy_options(forget)
 
@@ -497,20 +499,22 @@ def _store_key(args: argparse.Namespace) -> Secret | None:
 def _forget(args: argparse.Namespace) -> int:
     if args.numbers is None and args.older_than is None:
         raise ConfigurationError("qxt forget needs --numbers FILE or --older-than AGE (or both).")
-    numbers = None
-    if args.numbers is not None:
-        if args.column is not None:
-            source = open_source(args.numbers)
-            numbers = [v for table in source.tables([args.column]) for v in table.column(0).to_pylist()]
-        else:
-            try:
-                numbers = args.numbers.read_text(encoding="utf-8-sig").split()
-            except (OSError, UnicodeDecodeError) as exc:
-                raise ConfigurationError(f"Cannot read {args.numbers}: {exc}.") from None
+    if args.older_than is not None and parse_age(args.older_than, name="--older-than") == 0 and not args.all:
+        raise ConfigurationError("--older-than 0 would remove every answer in the store; pass --all as well to "
+                                 "mean it.")  # fmt: skip
+    numbers = numbers_in(args.numbers, args.column) if args.numbers is not None else None
     removed = forget(args.store, numbers=numbers, older_than=args.older_than, store_key=_store_key(args),
                      dry_run=args.dry_run)  # fmt: skip
-    what = "would be removed (dry run)" if args.dry_run else "removed"
-    print(f"{removed:,} numbers' answers {what} from {shown(args.store)}")
+    print(f"{removed} {'would be removed (dry run)' if args.dry_run else 'removed'} from {shown(args.store)}")
+    if removed.not_numbers:
+        _say(f"{removed.not_numbers:,} {'line was' if removed.not_numbers == 1 else 'lines were'} not a mobile "
+             "number (a header, a landline, a typo?) and forgot nothing.")  # fmt: skip
+    if removed.not_held:
+        _say(f"{removed.not_held:,} of the numbers given had no answer in the store.")
+    if numbers is not None and not removed and not removed.not_held:
+        _say(f"no line of {args.numbers} was a mobile number: nothing was forgotten. One number a line, or name "
+             "the column of a table with --column.")  # fmt: skip
+        return EXIT_USAGE
     return EXIT_OK
 
 

@@ -73,6 +73,7 @@ class EngineResult:
     waited: float | None = None  # seconds waited for another run's claim before giving up (patience)
     store_failed: BaseException | None = None  # the store refused an answer: the run stopped asking (see Lease)
     lease_lost: bool = False  # another run took over numbers of this run's claim: the rest was not asked
+    expired: int = 0  # answers the store's retention removed after the run
 
     def add(self, other: EngineResult) -> None:
         """Fold a later round of the same run into this one."""

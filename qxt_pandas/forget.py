@@ -1,5 +1,9 @@
 """Forgetting: answers removed from a store for good, by number or by age (PIPL Art. 47).
 
+Numbers come as people keep them: any spelling :func:`~qxt_pandas.normalize_mobiles` takes, one a
+line in a text file, or a column of a CSV/TSV/xlsx/Parquet file (named, or guessed as the console
+guesses it). What was not a number, and which numbers the store did not hold, is counted and said.
+
 Example::
 
     import qxt_pandas
@@ -12,15 +16,29 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from datetime import timedelta
+from pathlib import Path
 
 import pandas as pd
 
 from ._secret import Secret
+from .errors import ConfigurationError
+from .files import guess_column, open_source
 from .numbers import normalize_mobiles
 from .options import parse_age
 from .store import ANY_KEY, open_existing
 
-__all__ = ["forget"]
+__all__ = ["Forgotten", "forget", "numbers_in"]
+
+
+class Forgotten(int):
+    """How many numbers lost their answers (an int), and what could not be forgotten: ``not_numbers``
+    (values that are no mobile number) and ``not_held`` (valid numbers the store held no answer for)."""
+
+    not_numbers: int = 0
+    not_held: int = 0
+
+    def __str__(self) -> str:
+        return f"{int(self):,} {'number' + chr(39) + 's' if int(self) == 1 else 'numbers' + chr(39)} answers"
 
 
 def forget(
@@ -30,7 +48,7 @@ def forget(
     older_than: timedelta | float | str | None = None,
     store_key: Secret | str | None = None,
     dry_run: bool = False,
-) -> int:
+) -> Forgotten:
     """Remove every stored answer for ``numbers`` and/or older than ``older_than``; how many numbers lost theirs.
 
     A keyed store needs its ``store_key`` (or ``$QXT_STORE_KEY``) to forget by number; by age it
@@ -39,19 +57,57 @@ def forget(
     Example::
 
         removed = forget("runs/crm.qxt", older_than="90d")
+        removed.not_numbers, removed.not_held       # what was given but could not be forgotten
     """
     if numbers is None and older_than is None:
         raise ValueError("forget what? pass numbers= or older_than= (or both)")
     age = parse_age(older_than, name="older_than")
-    wanted = None
+    wanted, not_numbers = None, 0
     if numbers is not None:
-        normalized = normalize_mobiles(numbers if isinstance(numbers, pd.Series) else pd.Series(list(numbers)))
-        wanted = sorted(set(normalized["qxt_mobile"].dropna().astype(str)))
+        values = numbers if isinstance(numbers, pd.Series) else pd.Series(list(numbers), dtype=object)
+        normalized = normalize_mobiles(values)["qxt_mobile"]
+        not_numbers = int((normalized.isna() & values.notna() & values.astype(str).str.strip().ne("")).sum())
+        wanted = sorted(set(normalized.dropna().astype(str)))
     key = store_key if store_key is not None else os.environ.get("QXT_STORE_KEY") or None
     # by number, the key must be the store's own (a keyed store without it would match nothing); by age, any
     given = (Secret.wrap(key) if key is not None else None) if wanted is not None else ANY_KEY
     opened = open_existing(store, key=given)
     try:
-        return opened.forget(wanted, age, dry_run=dry_run)
+        removed = Forgotten(opened.forget(wanted, age, dry_run=dry_run))
     finally:
         opened.close()
+    removed.not_numbers = not_numbers
+    if wanted is not None and age is None:
+        removed.not_held = len(wanted) - int(removed)
+    return removed
+
+
+def numbers_in(path: str | os.PathLike[str], column: str | None = None) -> list[object]:
+    """The values of a file of numbers: one a line (each line whole: ``+86 139 0000 0000`` is one number),
+    or a column of a table (CSV/TSV with a header, xlsx, Parquet): ``column``, else the one that looks
+    most like mobile numbers."""
+    path = Path(path)
+    if column is None and path.suffix.lower() in (".txt", ".csv", ""):
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ConfigurationError(f"Cannot read {path}: {exc.strerror or exc}.") from None
+        text = _decoded(data, path)
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        first = normalize_mobiles(pd.Series(lines[:1], dtype=object))["qxt_mobile"]
+        if not (lines and first.isna().all() and any(sep in lines[0] for sep in ",\t;")):
+            return list(lines)  # one number a line (a header-less list)
+    source = open_source(path)
+    chosen = column if column is not None else guess_column(source)
+    if chosen not in source.columns:
+        raise ConfigurationError(f"{path} has no column {chosen!r}; its columns are {source.columns}.")
+    return [value for table in source.tables([chosen]) for value in table.column(0).to_pylist()]
+
+
+def _decoded(data: bytes, path: Path) -> str:
+    for encoding in ("utf-8-sig", "gb18030"):
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise ConfigurationError(f"Cannot read {path}: it is neither UTF-8 nor GBK text.")

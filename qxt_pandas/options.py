@@ -218,9 +218,12 @@ def _is_real(value: object) -> bool:
 
 
 def parse_age(age: timedelta | float | str | None, name: str = "max_age") -> float | None:
-    """Seconds from a timedelta, a number of seconds, or text such as ``'90d'``, ``'12h'``, ``'2w'``.
+    """Seconds from a timedelta, a number of seconds, or text with its unit: ``'90d'``, ``'12h'``, ``'90m'``,
+    ``'45s'``, ``'2w'``.
 
-    Negative, infinite or NaN ages are refused: they would re-ask (and re-pay) every stored answer.
+    Text without a unit is refused: ``--retention 1`` meant a day to its writer and a second to the
+    code, and wiped a store. Negative, infinite or NaN ages are refused: they would re-ask (and re-pay)
+    every stored answer.
     """
     if age is None:
         return None
@@ -233,7 +236,11 @@ def parse_age(age: timedelta | float | str | None, name: str = "max_age") -> flo
     else:
         match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", str(age).lower())
         if not match:
-            raise ValueError(f"{name}={age!r}: use a number of seconds >= 0, a timedelta, or e.g. '90d', '12h', '2w'")
+            raise ValueError(f"{name}={age!r}: give an age with its unit, e.g. '30d', '12h', '90m', '45s', '2w'")
+        if not match.group(2):
+            n = match.group(1)
+            raise ValueError(f"{name}={age!r} has no unit: write '{n}d' for days, '{n}h' for hours, '{n}m' for "
+                             f"minutes or '{n}s' for seconds")  # fmt: skip
         seconds = float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[match.group(2)]
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError(f"{name}={age!r}: an age must be >= 0 and finite (None: answers never expire)")

@@ -12,6 +12,7 @@ Example::
 from __future__ import annotations
 
 import html
+import logging
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ from .store import Store, open_store
 __all__ = ["RESULT_COLUMNS", "CheckOptions", "Plan", "acheck", "aplan", "preflight", "query", "with_options"]
 
 PREPAID = "预付费"
+log = logging.getLogger("qxt_pandas")
 
 
 @dataclass(frozen=True)
@@ -276,9 +278,10 @@ async def _query(prepared: Prepared, options: CheckOptions) -> EngineResult:
         if store is not None and store.simulator:  # simulated answers go only to a simulator: ask it
             async with options.client() as client:
                 await preflight(client, prepared)
+        run = EngineResult()
         if store is not None and options.retention_seconds is not None:
-            store.tidy(options.retention_seconds)
-        return EngineResult()  # everything is answered: no paid request, and for real answers no key needed
+            run.expired = _expire(store, options)
+        return run  # everything is answered: no paid request, and for real answers no key needed
     async with options.client() as client:
         started = time.monotonic()
         balance = await preflight(client, prepared)
@@ -351,8 +354,17 @@ async def _query(prepared: Prepared, options: CheckOptions) -> EngineResult:
     if run.interrupted and run.stopped is None:
         raise Interrupted  # what was in flight is kept; the sync caller re-raises its KeyboardInterrupt
     if store is not None and (run.answers or options.retention_seconds is not None) and run.stopped is None:
-        store.tidy(options.retention_seconds)
+        run.expired = _expire(store, options)
     return run
+
+
+def _expire(store: Store, options: CheckOptions) -> int:
+    """The store tidied after a run; with a retention, how many answers it removed, said in the log."""
+    expired = store.tidy(options.retention_seconds)
+    if expired:
+        log.info("QXT: retention: %s answers older than %s removed from %s", f"{expired:,}",
+                 options.retention, store.location)  # fmt: skip
+    return expired
 
 
 def _store_failure(exc: BaseException) -> TerminalError:

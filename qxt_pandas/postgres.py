@@ -560,14 +560,15 @@ class PostgresStore:
                         (numbers or [], cutoff))  # fmt: skip
             return int(cur.fetchone()[0]) if dry_run else cur.rowcount
 
-    def tidy(self, retention: float | None = None) -> None:
-        """Forget answers older than ``retention`` s, if given, and runs that are gone (and their claims)."""
-        if retention is not None:
-            self.forget(older_than=retention)
+    def tidy(self, retention: float | None = None) -> int:
+        """Forget answers older than ``retention`` s, if given (how many), and runs that are gone (and their
+        claims)."""
+        expired = self.forget(older_than=retention) if retention is not None else 0
         with self._tx() as cur:
             cur.execute(self._q(f"delete from S.claims where run not in ({self._live()})"))
             cur.execute(self._q(f"delete from S.runs where run not in ({self._live()}) and heartbeat < now() - "
                                 "interval '1 day'"))  # fmt: skip
+        return expired
 
 
 #: Our tables and their columns: a schema holding a table of these names with other columns is not ours.

@@ -48,11 +48,9 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from .files import InputError, open_source
+from .files import InputError, guess_column, open_source
 from .masking import mask_text
-from .numbers import normalize_mobiles
 from .options import with_options
-from .results import text_series
 from .store import open_existing, shown
 
 __all__ = ["Console", "create_app"]
@@ -333,16 +331,6 @@ class _Refusal(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status, self.message = status, message
-
-
-def guess_column(source: Any) -> str:
-    """The column whose first 200 values normalize best into mobile numbers (the first column on a tie)."""
-    table = next(iter(source.tables()), None)
-    if table is None or table.num_rows == 0:
-        return str(source.columns[0])
-    scores = [normalize_mobiles(text_series(table.column(name).slice(0, 200)))["qxt_mobile"].notna().mean()
-              for name in source.columns]  # fmt: skip
-    return str(source.columns[max(range(len(scores)), key=lambda k: (scores[k], -k))])
 
 
 def _summary(output: Path, log: list[str]) -> dict[str, Any]:

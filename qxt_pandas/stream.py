@@ -57,6 +57,7 @@ class Summary:
     carriers: Counter[str] = field(default_factory=Counter)
     ported: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)  # every row by outcome: they add up to the rows
+    expired: int = 0  # answers the store's --retention removed after the run
 
     @property
     def unreadable(self) -> int:
@@ -81,6 +82,9 @@ class Summary:
                          "(kept as 'charged, unreadable'; --retry-unreadable asks them again, and pays)")  # fmt: skip
         if self.split:
             lines.append("split: " + ", ".join(f"{k} {v:,}" for k, v in self.split.items()))
+        if self.expired:
+            lines.append(f"retention: {self.expired:,} old {'answer' if self.expired == 1 else 'answers'} removed "
+                         "from the store")  # fmt: skip
         if self.unanswered:
             lines.append(f"{self.unanswered:,} numbers are unanswered ({self.failed:,} failed after retries, the "
                          "rest not asked): run again to ask for them")  # fmt: skip
@@ -207,7 +211,7 @@ def check_file(
         summary.plan = prepared.plan(options.budget)  # answers another run gave meanwhile count as stored
         results = Results(prepared.numbers, *outcome(prepared, run))
         prepared.known = prepared.known.slice(0, 0)  # the results hold what rows need: let the answers go
-        summary.paid, summary.failed = run.paid, len(run.failures)
+        summary.paid, summary.failed, summary.expired = run.paid, len(run.failures), run.expired
         summary.unanswered = len(prepared.to_query) - len(run.answers)
         tally = results.tally(codes.counts, codes.invalid)
         summary.statuses, summary.carriers, summary.ported, summary.outcomes = tally

@@ -97,7 +97,7 @@ def test_max_age_asks_old_answers_again(sim, opts):
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("90d", 90 * 86400), ("12h", 43200), ("30m", 1800), ("2w", 1209600),
-                                               ("45", 45), (7.5, 7.5), (None, None)])  # fmt: skip
+                                               ("45s", 45), (7.5, 7.5), (None, None)])  # fmt: skip
 def test_parse_age(text, seconds):
     assert parse_age(text) == seconds
     with pytest.raises(ValueError):

@@ -74,7 +74,7 @@ def test_options_travel_to_workers_with_their_key():
     assert copy.apikey.reveal() == SECRET and copy.concurrency == 4
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("0", 0.0), ("1.5h", 5400.0), (" 2 w ", 1209600.0)])
+@pytest.mark.parametrize(("text", "seconds"), [("0s", 0.0), ("1.5h", 5400.0), (" 2 w ", 1209600.0)])
 def test_parse_age(text, seconds):
     assert parse_age(text) == seconds
 

@@ -204,7 +204,8 @@ def test_qxt_forget_from_a_file_of_numbers_and_by_age(tmp_path):
     assert result.returncode == 0 and "10 numbers' answers removed" in result.stdout
     (tmp_path / "gone.txt").write_text("\n".join(NUMBERS[10:15]))
     assert "5 numbers" in qxt("forget", tmp_path / "c.qxt", "--numbers", tmp_path / "gone.txt", key=None).stdout
-    assert "385 numbers" in qxt("forget", tmp_path / "c.qxt", "--older-than", "0", "--dry-run", key=None).stdout
+    assert "385 numbers" in qxt("forget", tmp_path / "c.qxt", "--older-than", "0d", "--all", "--dry-run",
+                                key=None).stdout  # fmt: skip
     assert qxt("forget", tmp_path / "c.qxt", key=None).returncode == 2
 
 
