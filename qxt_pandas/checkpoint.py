@@ -82,7 +82,9 @@ FORMAT = 2
 
 
 class Checkpoint:
-    """A checkpoint directory, created on first use, bound to one ``service`` (a host name).
+    """A checkpoint directory, bound to one ``service`` (a host name); created only when a run binds it
+    (its key and service checked) or writes to it: a plan, or a check that fails before paying, leaves
+    no trace.
 
     Reading is incremental: :meth:`answers` reads everything, :meth:`refresh` only what other
     writers stored since (new parts, and the new lines of journals).
@@ -94,19 +96,44 @@ class Checkpoint:
         if self.path.exists() and not self.path.is_dir():
             raise CheckpointError(f"{self.path} is a file; a checkpoint is a directory. Choose another path.")
         refuse_foreign(self.path)
+        self._key = key
+        self._made = (self.path / "meta.json").exists()
+        self._meta = self._read_meta() if self._made else self._new_meta()
+        check_key(str(self.path), self._meta.get("key"), key)
+        self._seen: dict[str, int] = {}  # file name -> bytes consumed (journals) or -1 (parts)
+        self._unmoved: list[pa.Table] = []  # spilled answers the disk could not take yet: read as stored
+        self._reading_whole = False
+        if self._made:
+            self._move_spilled()
+
+    @property
+    def identity(self) -> str:
+        """The directory itself, however a path spells it (for spill files); it must exist."""
+        stat = self.path.stat()
+        return identity("directory", stat.st_dev, stat.st_ino)
+
+    def _new_meta(self) -> dict[str, Any]:
+        return {"format": FORMAT, "service": self.service, "simulator": None,
+                "key": self._key if isinstance(self._key, str) else None}  # fmt: skip
+
+    def _exists(self) -> bool:
+        """Whether the checkpoint exists now (another process may have made it since this one opened it)."""
+        if not self._made and (self.path / "meta.json").exists():
+            self._meta, self._made = self._read_meta(), True
+        return self._made
+
+    def create(self) -> None:
+        """Make the directory and its meta.json, now that a run writes here (another process may race)."""
+        if self._made:
+            return
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise CheckpointError(f"Cannot use {self.path} as a checkpoint: {exc.strerror}.") from None
-        self._key = key
+        refuse_foreign(self.path)
         self._meta = self._read_meta()
-        check_key(str(self.path), self._meta.get("key"), key)
-        self._seen: dict[str, int] = {}  # file name -> bytes consumed (journals) or -1 (parts)
-        stat = self.path.stat()  # the directory itself, however a path spells it (spill.py)
-        self.identity = identity("directory", stat.st_dev, stat.st_ino)
-        self._unmoved: list[pa.Table] = []  # spilled answers the disk could not take yet: read as stored
-        self._reading_whole = False
-        self._move_spilled()
+        check_key(str(self.path), self._meta.get("key"), self._key)
+        self._made = True
 
     def __repr__(self) -> str:
         return f"Checkpoint({str(self.path)!r}, service={self.service!r})"
@@ -125,8 +152,7 @@ class Checkpoint:
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            meta = {"format": FORMAT, "service": self.service, "simulator": None,
-                    "key": self._key if isinstance(self._key, str) else None}  # fmt: skip
+            meta = self._new_meta()
             try:
                 self._write_meta(meta, exclusive=True)
                 return meta
@@ -168,6 +194,7 @@ class Checkpoint:
 
         The host alone cannot tell: a simulator and an SSH tunnel to the vendor are both 127.0.0.1.
         """
+        self.create()
         with lock(self.path / "meta.lock"):  # two first runs at once: one binds, the other sees it
             self._meta = self._read_meta()
             if self.simulator is None:
@@ -192,12 +219,14 @@ class Checkpoint:
         """Claim those of ``numbers`` nobody answered since :meth:`answers` and nobody is asking (claims.py)."""
         from .claims import claim_numbers
 
+        self.create()
         return await claim_numbers(self, numbers, max_age)
 
     def add_receipt(self, record: dict[str, Any]) -> None:
         """Append one line to the receipts (see receipts.py). A start that cannot be written stops the run
         before it pays; an end that cannot (a full disk) is a warning: the run's own error tells the rest."""
         try:
+            self.create()
             append_receipt(self.path, record)
         except OSError as exc:
             if record.get("event") == "start":
@@ -211,6 +240,8 @@ class Checkpoint:
     def refresh(self, max_age: float | None = None) -> pa.Table:
         """Answers stored since the last :meth:`answers`/:meth:`refresh` of this object (one per number)."""
         tables: list[pa.Table | None] = []
+        if not self._exists():
+            return ANSWER_SCHEMA.empty_table()
         with lock(self.path / "read.lock", shared=True):  # no compaction swaps files while we list and read
             names = sorted(os.listdir(self.path))
             for name in names:
@@ -262,6 +293,7 @@ class Checkpoint:
 
     def writer(self, patience: float | None = None) -> JournalWriter:
         """A new journal for this process's answers (use as a context manager); the file appears on first answer."""
+        self.create()
         return JournalWriter(self.path, store=self.identity)
 
     def _move_spilled(self) -> None:
@@ -296,6 +328,8 @@ class Checkpoint:
     def tidy(self, retention: float | None = None) -> int:
         """Forget answers older than ``retention`` s, if given (how many numbers lost theirs); compact when it
         pays: 8+ closed journals, or journals a tenth the size of the parts."""
+        if not self._exists():
+            return 0
         expired = self.forget(older_than=retention) if retention is not None else 0
         if expired:
             return expired  # forgetting compacted everything closed
@@ -315,6 +349,8 @@ class Checkpoint:
         hold them) are deleted. A run still going keeps its journal: its matching answers are counted
         in a warning, to forget again when it ends.
         """
+        if not self._exists():
+            return 0
         wanted = pa.array(numbers or [], pa.string())
         cutoff = None if older_than is None else time.time() - older_than
         with lock(self.path / "compact.lock"):
@@ -356,6 +392,8 @@ class Checkpoint:
 
         Skipped (False) when another process is compacting or no journal is closed.
         """
+        if not self._exists():
+            return False
         with try_lock(self.path / "compact.lock") as locked:
             if not locked:
                 return False

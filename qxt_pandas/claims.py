@@ -122,6 +122,7 @@ class Claim:
 
 async def claim_numbers(store: Checkpoint, numbers: list[str], max_age: float | None) -> Claim:
     """Claim those of ``numbers`` that nobody has answered since ``store`` was loaded and nobody is asking."""
+    store.create()  # claiming is the first write of a run
     async with alock(store.path / "claims.lock"):  # nothing below awaits: held for milliseconds
         pending = pa.array(numbers, pa.string())
         fresh = store.refresh(max_age)

@@ -221,8 +221,8 @@ class PostgresStore:
     # -- schema, meta, binding -----------------------------------------------------
 
     def _ensure_schema(self, create: bool) -> None:
-        import psycopg
-
+        """Refuse a schema holding tables qxt did not make; ``create=False`` (a report) refuses one without
+        qxt's tables. Nothing is created here: :meth:`create` does, once a run writes."""
         with self._tx() as cur:
             cur.execute("select table_name, array_agg(column_name::text order by ordinal_position) from "
                         "information_schema.columns where table_schema = %s and table_name = any(%s) "
@@ -235,10 +235,18 @@ class PostgresStore:
                     "not make (their columns differ). Nothing was read, written, asked or paid for. Name a schema "
                     "of qxt's own with ?schema=.",
                 )
-            if "meta" in found:
-                return
-            if not create:
+            if "meta" not in found and not create:
                 raise CheckpointError(f"{self.location} holds no qxt answers (no table {self.schema}.meta).")
+        self._made = "meta" in found
+
+    def create(self) -> None:
+        """The schema, its tables and meta, now that a run writes here (after its key and service were checked:
+        a plan, or a check that fails before paying, leaves no trace)."""
+        import psycopg
+
+        if self._exists():
+            return
+        with self._tx() as cur:
             try:
                 cur.execute("select pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
                 cur.execute(f'create schema if not exists "{self.schema}"')
@@ -250,20 +258,37 @@ class PostgresStore:
                     "Create it once with a role that may (docs/store.md lists the privileges), or name another "
                     "schema with ?schema=.",
                 ) from None
+            mark = self._key if isinstance(self._key, str) else None
+            cur.execute(self._q("insert into S.meta values ('format', %s), ('service', %s), ('key', %s) "
+                                "on conflict do nothing"),
+                        (json.dumps(FORMAT), json.dumps(self.service), json.dumps(mark)))  # fmt: skip
+        self._made = True
+        self._meta = self._read_meta(create=False)
+        check_key(self.location, self._meta.get("key"), self._key)
+
+    def _exists(self) -> bool:
+        """Whether the store exists now (another run may have made it since this one opened it)."""
+        if not self._made:
+            with self._tx() as cur:
+                cur.execute("select 1 from information_schema.tables where table_schema = %s and table_name = "
+                            "'meta'", (self.schema,))  # fmt: skip
+                self._made = cur.fetchone() is not None
+            if self._made:
+                self._meta = self._read_meta(create=True)
+                self._made = "service" in self._meta
+        return self._made
 
     def _read_meta(self, create: bool) -> dict[str, Any]:
-        with self._tx() as cur:
-            cur.execute(self._q("select key, value from S.meta"))
-            meta = {k: json.loads(v) for k, v in cur.fetchall()}
-            if "service" not in meta:
-                if not create:
-                    raise CheckpointError(f"{self.location} holds no qxt answers yet.")
-                mark = self._key if isinstance(self._key, str) else None
-                cur.execute(self._q("insert into S.meta values ('format', %s), ('service', %s), ('key', %s) "
-                                    "on conflict do nothing"),
-                            (json.dumps(FORMAT), json.dumps(self.service), json.dumps(mark)))  # fmt: skip
+        """The store's meta, checked; one not made yet (``create``) reads as a new one would be."""
+        meta: dict[str, Any] = {}
+        if self._made:
+            with self._tx() as cur:
                 cur.execute(self._q("select key, value from S.meta"))
                 meta = {k: json.loads(v) for k, v in cur.fetchall()}
+        if "service" not in meta:
+            if not create:
+                raise CheckpointError(f"{self.location} holds no qxt answers yet.")
+            return {"format": FORMAT, "service": self.service, "key": self._key if isinstance(self._key, str) else None}
         if not isinstance(meta.get("format"), int) or meta["format"] > FORMAT:
             raise CheckpointError(f"{self.location} was written by a newer qxt-pandas; upgrade to read it.")
         if meta["service"] != self.service:
@@ -294,6 +319,7 @@ class PostgresStore:
     def bind(self, simulator: bool) -> None:
         """Record which kind of service answers here (once, in a transaction), or refuse the other kind.
         A store bound already is only read: a plan works with a read-only role."""
+        self.create()
         if self.simulator is None:
             with self._tx() as cur:
                 cur.execute(self._q("insert into S.meta values ('simulator', %s) on conflict do nothing"),
@@ -311,7 +337,9 @@ class PostgresStore:
         since = -1.0 if max_age is None else time.time() - max_age
         rows: list[tuple[Any, ...]] = []
         with self._tx() as cur:
-            if numbers is None:
+            if not self._exists():
+                pass
+            elif numbers is None:
                 cur.execute(self._q(f"select {_COLUMNS} from S.answers where checked_at >= %s"), (since,))
                 rows = cur.fetchall()
             else:
@@ -343,6 +371,7 @@ class PostgresStore:
         """This run's writer; refused before anything is paid for when the role may not write here."""
         if patience is not None:
             self.patience = patience
+        self.create()
         self._refuse_read_only()
         self._register()
         return PostgresWriter(self)
@@ -389,6 +418,9 @@ class PostgresStore:
             if table is None or not table.num_rows:
                 path.unlink(missing_ok=True)
                 continue
+            if not self._made:  # (a store not made yet: read as stored; the run that makes it moves them in)
+                self._unmoved.append(table)
+                continue
             try:
                 self._upsert([(*a.values(), paid_by) for a in _answers(table)])
             except (StoreUnavailableError, CheckpointError) as exc:
@@ -408,6 +440,7 @@ class PostgresStore:
         a killed run's claims."""
         if self._registered:
             return
+        self.create()
         started = _clock()
         with self._tx() as cur:
             cur.execute("select pg_advisory_lock(%s)", (self._lock_key,))
@@ -525,6 +558,7 @@ class PostgresStore:
 
     def add_receipt(self, record: dict[str, Any]) -> None:
         try:
+            self.create()
             with self._tx() as cur:
                 cur.execute(self._q("insert into S.receipts (run, record) values (%s, %s)"),
                             (record.get("run"), json.dumps(record, ensure_ascii=False)))  # fmt: skip
@@ -535,6 +569,8 @@ class PostgresStore:
 
     def runs(self) -> list[dict[str, Any]]:
         """Every run's receipt; a run that is gone without its end gets one counted from the answers it stored."""
+        if not self._exists():
+            return []
         with self._tx() as cur:
             cur.execute(self._q("select record from S.receipts order by id"))
             runs = merge_runs([row[0] if isinstance(row[0], dict) else json.loads(row[0]) for row in cur.fetchall()])
@@ -553,6 +589,8 @@ class PostgresStore:
     ) -> int:
         """DELETE the answers for ``numbers`` and/or older than ``older_than`` s; how many. (The rows' space is
         reclaimed by VACUUM; see docs/privacy.md.)"""
+        if not self._exists():
+            return 0
         cutoff = -1.0 if older_than is None else time.time() - older_than
         verb = "select count(*)" if dry_run else "delete"
         with self._tx() as cur:
@@ -563,6 +601,8 @@ class PostgresStore:
     def tidy(self, retention: float | None = None) -> int:
         """Forget answers older than ``retention`` s, if given (how many), and runs that are gone (and their
         claims)."""
+        if not self._exists():
+            return 0
         expired = self.forget(older_than=retention) if retention is not None else 0
         with self._tx() as cur:
             cur.execute(self._q(f"delete from S.claims where run not in ({self._live()})"))

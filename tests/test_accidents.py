@@ -66,6 +66,7 @@ def test_the_working_directory_is_never_a_checkpoint(tmp_path, service):
 
 def test_a_store_reads_and_removes_only_its_own_files(tmp_path):
     store = Checkpoint(tmp_path / "c.qxt", service="simulator")
+    store.create()
     theirs = {"part-00000-8f3e1a2b-1c2d-c000.snappy.parquet": b"PAR1", "claim-notes.txt": b"x",
               "journal-2024.jsonl": b'{"a": 1}\n', ".tmp-mine": b"y"}  # fmt: skip
     for name, data in theirs.items():
@@ -413,6 +414,7 @@ def test_a_killed_runs_charge_is_recovered_from_the_next_runs_balance(tmp_path):
          "balance_after": 429, "stopped": "finished"},
     ]  # fmt: skip
     store = Checkpoint(tmp_path / "c.qxt", service="simulator")
+    store.create()
     (store.path / RECEIPTS).write_text("".join(json.dumps(line) + "\n" for line in lines))
     made = qxt_pandas.report(store.path)
     killed = made.runs[0]

@@ -23,7 +23,9 @@ def mobiles(store: Checkpoint) -> set[str]:
 
 @pytest.fixture
 def store(tmp_path) -> Checkpoint:
-    return Checkpoint(tmp_path / "c.qxt", service="simulator")
+    made = Checkpoint(tmp_path / "c.qxt", service="simulator")
+    made.writer().close()  # a checkpoint exists once something writes to it
+    return made
 
 
 def test_answers_are_readable_while_the_writer_is_still_open(store):
@@ -127,7 +129,15 @@ def test_concurrent_writers_and_compactions(store):
     assert len(mobiles(store)) == 800
 
 
+def test_opening_writes_nothing_and_binding_records_the_service(tmp_path):
+    opened = Checkpoint(tmp_path / "new.qxt", service="simulator")
+    assert opened.answers().num_rows == 0 and not (tmp_path / "new.qxt").exists()  # a plan leaves no trace
+    opened.bind(simulator=True)
+    assert json.loads((tmp_path / "new.qxt" / "meta.json").read_text())["simulator"] is True
+
+
 def test_meta_records_the_service_and_refuses_another(store):
+    store.bind(simulator=True)
     assert json.loads((store.path / "meta.json").read_text())["service"] == "simulator"
     with pytest.raises(CheckpointError, match="simulator"):
         Checkpoint(store.path, service="ps.szqxt.com")

@@ -142,7 +142,7 @@ def test_the_report_of_a_missing_empty_or_damaged_checkpoint_is_a_clear_message(
     (tmp_path / "bad.qxt" / "meta.json").write_text("[]")
     damaged = qxt("report", tmp_path / "bad.qxt")
     assert damaged.returncode == 2 and "meta.json is damaged" in damaged.stderr
-    qxt_pandas.checkpoint.Checkpoint(tmp_path / "empty.qxt", service="127.0.0.1")
+    qxt_pandas.checkpoint.Checkpoint(tmp_path / "empty.qxt", service="127.0.0.1").create()
     empty = qxt_pandas.report(tmp_path / "empty.qxt")
     assert empty.answered == 0 and "no answers yet" in str(empty) and "<svg" in empty._repr_html_()
     with pytest.raises(CheckpointError):

@@ -158,6 +158,7 @@ def test_loads_racing_compactions_in_another_process_never_miss_an_answer(tmp_pa
 def test_incremental_refresh_sees_new_journal_lines_and_new_parts_only(tmp_path):
     store = Checkpoint(tmp_path / "r.qxt", service="s")
     assert store.answers().num_rows == 0
+    store.create()
     with JournalWriter(store.path) as w:
         w.append(ans(1))
         assert store.refresh()["mobile"].to_pylist() == ["13800000001"]
@@ -282,6 +283,7 @@ def test_a_damaged_meta_is_a_checkpoint_error_naming_the_file(tmp_path, meta):
 
 def test_empty_journals_left_by_kills_are_removed_by_a_later_run(tmp_path, sim):
     store = Checkpoint(tmp_path / "e.qxt", service="simulator")
+    store.create()
     for k in range(3):
         (store.path / f"journal-{k}-999-dead.jsonl").write_bytes(b"")
     live = store.writer()
@@ -337,6 +339,7 @@ def test_the_key_is_in_no_frame_local_of_a_failing_check(sim):
 
 def test_claim_files_and_locks_are_cleaned_and_copies_are_independent(tmp_path):
     store = Checkpoint(tmp_path / "c.qxt", service="s")
+    store.create()
     (store.path / "claim-1-999-dead.txt").write_text('{"pid": 999}\n13800000001\n')
     from qxt_pandas.claims import claim_numbers
 
