@@ -20,6 +20,7 @@ import pyarrow as pa
 from . import pipeline
 from ._secret import hide_key
 from ._sync import run_sync
+from .masked import masked_series
 from .pipeline import Plan
 from .results import outcomes
 
@@ -96,6 +97,9 @@ class DataFrameAccessor:
         out = self._frame.copy()
         for name, source in zip(names, added.columns, strict=True):
             out[name] = added[source].array  # positional: duplicate index labels are fine
+        if opts.mask_output:
+            for name in (column, prefix + "qxt_mobile"):
+                out[name] = masked_series(out[name]).array
         return out
 
     def plan(self, column: Any, **options: Any) -> Plan:

@@ -61,6 +61,7 @@ class CheckOptions:
     store_key: Secret | str | None = None  # keep numbers in the store only as keyed hashes (keyed.py)
     retention: timedelta | float | str | None = None  # answers older than this are removed, never served
     show_numbers: bool = False  # messages show numbers whole (default masked: 139****5391)
+    mask_output: bool = False  # the checked column and qxt_mobile as text, every number masked (139****5391)
     transport: httpx.AsyncBaseTransport | None = None  # e.g. SimulatorTransport, for tests
 
     def __post_init__(self) -> None:
@@ -89,8 +90,9 @@ class CheckOptions:
         }
         for name, value in checked.items():
             object.__setattr__(self, name, value)
-        if not isinstance(self.show_numbers, bool):
-            raise ValueError(f"show_numbers={self.show_numbers!r}: use True or False")
+        for flag in ("show_numbers", "mask_output"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ValueError(f"{flag}={getattr(self, flag)!r}: use True or False")
         if not isinstance(self.retry_unreadable, bool):
             raise ValueError(f"retry_unreadable={self.retry_unreadable!r}: use True or False")
         if not isinstance(self.progress, (bool, str)) or self.progress not in PROGRESS_STYLES:

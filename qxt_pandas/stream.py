@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,20 +25,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ._rowcodes import RowCodes, spill_dir
 from ._sync import run_sync
 from .engine import EngineResult
 from .files import InputError, Source
+from .masked import masked_column
 from .numbers import normalized
 from .outputs import AtomicWriter, SplitWriter, Targets
 from .pipeline import CheckOptions, Plan, Prepared, outcome, preflight, prepare, query, stopped_error
 from .protocol import Balance
 from .results import OUTPUT_TYPES, RESULT_COLUMNS, RESULT_DTYPES, Results, text_series
-
-#: masking.MOBILE_IN_TEXT for Arrow (RE2 has no look-around: the neighbours are matched and put back).
-_MOBILE_RE2 = r"(^|\D)(1\d{2})\d{4}(\d{4})(\D|$)"
 
 __all__ = ["Summary", "check_file", "output_schema", "plan_file"]
 
@@ -103,12 +100,13 @@ def _nothing() -> None:
     pass
 
 
-def output_schema(source: Source) -> pa.Schema:
-    """The columns of the output: the input's, then the result columns; with pandas metadata, so that
-    ``pd.read_parquet`` of the output gives the dtypes the accessor returns (``Is_MNP`` boolean, ``qxt_code``
-    Int16), not object and int16."""
-    schema = pa.schema([*source.schema, *(pa.field(name, kind) for name, kind in OUTPUT_TYPES.items())])
-    frame = source.schema.empty_table().to_pandas()
+def output_schema(source: Source, masked: Collection[str] = ()) -> pa.Schema:
+    """The columns of the output: the input's (those ``masked`` as text), then the result columns; with pandas
+    metadata, so that ``pd.read_parquet`` of the output gives the dtypes the accessor returns (``Is_MNP``
+    boolean, ``qxt_code`` Int16), not object and int16."""
+    inputs = [pa.field(f.name, pa.string()) if f.name in masked else f for f in source.schema]
+    schema = pa.schema([*inputs, *(pa.field(name, kind) for name, kind in OUTPUT_TYPES.items())])
+    frame = pa.schema(inputs).empty_table().to_pandas()
     for name, dtype in RESULT_DTYPES.items():
         frame[name] = pd.Series(dtype=dtype)
     return schema.with_metadata(pa.Schema.from_pandas(frame, preserve_index=False).metadata)
@@ -143,14 +141,10 @@ def _scan(source: Source, column: str, options: CheckOptions, spill: Path | None
 
 
 def _masked(table: pa.Table, names: list[str]) -> pa.Table:
-    """``--mask-output``: the number columns with every number in them as ``139****5391``."""
+    """``--mask-output``: the number columns as text, every number in them as ``139****5391`` (masked.py)."""
     for name in names:
         i = table.schema.get_field_index(name)
-        kind = table.schema.field(i).type
-        if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_dictionary(kind):
-            text = table.column(i).cast(pa.string()) if pa.types.is_dictionary(kind) else table.column(i)
-            masked = pc.replace_substring_regex(text, _MOBILE_RE2, r"\1\2****\3\4")
-            table = table.set_column(i, name, masked.cast(kind) if not pa.types.is_dictionary(kind) else masked)
+        table = table.set_column(i, pa.field(name, pa.string()), masked_column(table.column(i)))
     return table
 
 
@@ -195,7 +189,7 @@ def check_file(
     which files may be written (every one known now is checked before paying).
     """
     started = time.monotonic()
-    schema = output_schema(source)
+    schema = output_schema(source, masked=[column] if mask_output else [])
     targets = targets or Targets(inputs=[source.path])
     parts = SplitWriter(output, schema, targets=targets) if split else None
     targets.refuse([output.path, *(parts.planned() if parts is not None else [])])

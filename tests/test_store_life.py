@@ -1,0 +1,192 @@
+"""A store's life (issue 29): forgetting that holds, ages with units, masks that mask, no trace before the checks,
+copying answers between stores. Over both stores where it applies; the simulator's ledger is the truth of money.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+from conftest import SAMPLE, SECRET, make_simulator, qxt
+from hypothesis import given
+from hypothesis import strategies as st
+from test_numbers import formatted, valid_numbers
+
+import qxt_pandas
+from qxt_pandas.masked import masked_column
+from qxt_pandas.simulator import serve
+from qxt_pandas.store import open_store
+
+NUMBERS = [f"137{i:08d}" for i in range(400)]
+
+
+def rich(**knobs):
+    sim = make_simulator(**knobs)
+    sim.accounts[SECRET].balance = 1_000_000
+    return sim
+
+
+def check(url: str, store: str, numbers: list[str] = NUMBERS, **more) -> pd.DataFrame:
+    frame = pd.DataFrame({"m": numbers})
+    return frame.qxt.check("m", apikey=SECRET, base_url=url, checkpoint=store, progress=False, **more)
+
+
+def stored(store: str) -> set[str]:
+    opened = open_store(store, service="127.0.0.1")
+    try:
+        return set(opened.answers()["mobile"].to_pylist())
+    finally:
+        opened.close()
+
+
+# -- item 1: forgetting reads numbers as people keep them ------------------------------------------
+
+
+def test_forget_reads_one_number_a_line_in_any_spelling(store, tmp_path):
+    sim = rich()
+    with serve(sim) as url:
+        check(url, store)
+    n = NUMBERS
+    spelled = [f"+86 {n[0][:3]} {n[0][3:7]} {n[0][7:]}", f"{n[1][:3]}-{n[1][3:7]}-{n[1][7:]}",
+               f"({n[2][:3]}) {n[2][3:]}", f" {n[3]} ", f"+86{n[4]}", f"{n[5]}.0", f"{n[6][:3]}\u3000{n[6][3:]}", n[7],
+               "not a number", "0755-26012345", "13912345678"]  # fmt: skip
+    (tmp_path / "gone.txt").write_text("\n".join(spelled) + "\n")
+    result = qxt("forget", store, "--numbers", tmp_path / "gone.txt", key=None)
+    assert result.returncode == 0, result.stderr
+    assert "8 numbers' answers removed" in result.stdout
+    assert (
+        "2 lines were not a mobile number" in result.stderr and "1 of the numbers given had no answer" in result.stderr
+    )
+    assert not stored(store) & set(n[:8]) and len(stored(store)) == len(n) - 8
+
+
+def test_forget_guesses_the_column_of_a_csv_and_says_when_nothing_was_a_number(tmp_path):
+    store = str(tmp_path / "c.qxt")
+    sim = rich()
+    with serve(sim) as url:
+        check(url, store)
+    (tmp_path / "gone.csv").write_text("id,mobile\n" + "".join(f"{i},{m}\n" for i, m in enumerate(NUMBERS[:5])))
+    guessed = qxt("forget", store, "--numbers", tmp_path / "gone.csv", key=None)
+    assert guessed.returncode == 0 and "5 numbers' answers removed" in guessed.stdout
+    (tmp_path / "names.txt").write_text("Zhang San\nLi Si\n")
+    nothing = qxt("forget", store, "--numbers", tmp_path / "names.txt", key=None)
+    assert nothing.returncode == 2 and "no line of" in nothing.stderr and "nothing was forgotten" in nothing.stderr
+    one = qxt_pandas.forget(store, numbers=[NUMBERS[5], "x"])
+    assert one == 1 and str(one) == "1 number's answers" and one.not_numbers == 1
+
+
+# -- item 4: ages carry units ------------------------------------------------------------------------
+
+
+def test_an_age_without_a_unit_is_refused_before_anything_is_removed_or_paid(tmp_path):
+    sim = rich()
+    store = str(tmp_path / "c.qxt")
+    with serve(sim) as url:
+        check(url, store)
+        (tmp_path / "in.csv").write_text("m\n" + "\n".join(NUMBERS) + "\n")
+        refused = qxt("check", tmp_path / "in.csv", "--column", "m", "--output", tmp_path / "o.csv", "--checkpoint",
+                      store, "--base-url", url, "--retention", "1")  # fmt: skip
+        assert refused.returncode == 2 and "'1d' for days" in refused.stderr
+        kept = qxt("check", tmp_path / "in.csv", "--column", "m", "--output", tmp_path / "o.csv", "--checkpoint",
+                   store, "--base-url", url, "--retention", "30d")  # fmt: skip
+        assert kept.returncode == 0
+    assert len(sim.ledger) == len(set(sim.ledger.paid(SECRET))) and sim.ledger.paid_twice() == {}
+    everything = qxt("forget", store, "--older-than", "0s", key=None)
+    assert everything.returncode == 2 and "--all" in everything.stderr and len(stored(store)) == len(NUMBERS)
+    assert qxt("forget", store, "--older-than", "90", key=None).returncode == 2
+
+
+def test_retention_says_how_many_answers_it_removed(tmp_path):
+    import time
+
+    sim = rich()
+    store = str(tmp_path / "c.qxt")
+    with serve(sim) as url:
+        check(url, store, NUMBERS[:30])
+        cutoff = time.time()
+        (tmp_path / "in.csv").write_text("m\n" + "\n".join(NUMBERS[30:40]) + "\n")
+        while time.time() <= cutoff + 1.05:  # the answers above are more than a second old (a clock, not a wait)
+            time.sleep(0.05)
+        result = qxt("check", tmp_path / "in.csv", "--column", "m", "--output", tmp_path / "o.csv", "--checkpoint",
+                     store, "--base-url", url, "--retention", "1s")  # fmt: skip
+    assert result.returncode == 0 and "retention: 30 old answers removed" in result.stderr
+
+
+# -- item 5: --mask-output masks by value ---------------------------------------------------------------
+
+_FULL = str.maketrans("０１２３４５６７８９", "0123456789")
+
+
+def survivors(cells: list[object]) -> list[str]:
+    """Cells that still show a whole valid number: as a whole, or anywhere inside, separators dropped."""
+    found = []
+    whole = qxt_pandas.normalize_mobiles(pd.Series(cells, dtype=object))["qxt_mobile"]
+    for cell, number in zip(cells, whole, strict=True):
+        text = unicodedata.normalize("NFKC", str(cell)).translate(_FULL) if cell is not None else ""
+        joined = re.sub(r"(?<=\d)[\s\-.—\u200b]+(?=\d)", "", text)  # separators between digits dropped
+        runs = re.findall(r"\d+", joined)
+        if pd.notna(number) or any(re.fullmatch(r"(?:0086|86)?1[3-9]\d{9}", run) for run in runs):
+            found.append(str(cell))
+    return found
+
+
+def test_mask_output_leaves_no_valid_number_in_any_cell_of_the_sample(tmp_path):
+    sim = rich()
+    raw = pd.read_csv(SAMPLE, dtype=str, keep_default_na=False)
+    before = survivors(raw["mobile"].tolist())
+    with serve(sim) as url:
+        result = qxt("check", SAMPLE, "--column", "mobile", "--output", tmp_path / "out.csv", "--split",
+                     "--mask-output", "--base-url", url)  # fmt: skip
+    assert result.returncode in (0, 5), result.stderr
+    out = pd.read_csv(tmp_path / "out.csv", dtype=str, keep_default_na=False)
+    assert len(before) > 700  # the sample's own (issue 29 counted 727 left whole by the old mask)
+    assert survivors(out["mobile"].tolist()) == [] and survivors(out["qxt_mobile"].tolist()) == []
+    for part in tmp_path.glob("out.*.csv"):
+        split = pd.read_csv(part, dtype=str, keep_default_na=False)
+        assert survivors(split["mobile"].tolist()) == [], part.name
+
+
+@given(valid_numbers.flatmap(lambda n: st.tuples(st.just(n), formatted(n), formatted(n), st.sampled_from([
+    " / ", "/", ", ", "；", " and ", "\n", "电话"]))))  # fmt: skip
+def test_no_spelling_normalize_accepts_survives_masking_alone_or_two_in_a_cell(case):
+    number, one, other, between = case
+    cells = [one, f"{one}{between}{other}" if isinstance(one, str) and isinstance(other, str) else one]
+    masked = masked_column(pa.array([str(c) for c in cells])).to_pylist()
+    assert survivors(masked) == []
+    assert masked[0] == number[:3] + "****" + number[7:]
+
+
+def test_the_accessor_masks_the_column_and_qxt_mobile_too():
+    sim = rich()
+    frame = pd.DataFrame({"m": ["+86 137 0000 0001", "a 13700000002/13700000003", 13700000004, None]}, dtype=object)
+    with serve(sim) as url:
+        out = frame.qxt.check("m", apikey=SECRET, base_url=url, progress=False, mask_output=True)
+    assert out["m"].tolist()[:3] == ["137****0001", "a 137****0002/137****0003", "137****0004"]
+    assert survivors(out["m"].dropna().tolist()) == [] and survivors(out["qxt_mobile"].dropna().tolist()) == []
+
+
+# -- item 6: nothing is written to a store before everything that can fail is checked ---------------
+
+
+def test_a_plan_or_a_check_without_a_key_leaves_no_trace(store, tmp_path, monkeypatch):
+    monkeypatch.delenv("QXT_APIKEY", raising=False)
+    frame = pd.DataFrame({"m": NUMBERS[:5]})
+    with pytest.raises(qxt_pandas.MissingApiKeyError):
+        frame.qxt.plan("m", checkpoint=store)
+    with pytest.raises(qxt_pandas.MissingApiKeyError):
+        frame.qxt.check("m", checkpoint=store, progress=False)
+    if store.startswith("postgres"):
+        import psycopg
+
+        base, schema = store.split("&schema=")
+        with psycopg.connect(base) as conn:
+            found = conn.execute("select 1 from information_schema.schemata where schema_name = %s", (schema,))
+            assert found.fetchone() is None
+    else:
+        assert not (tmp_path / "c.qxt").exists()
+    sim = rich()  # and the same store then serves the simulator: it was bound to nothing
+    with serve(sim) as url:
+        assert check(url, store, NUMBERS[:5])["qxt_code"].notna().all()
