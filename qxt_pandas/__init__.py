@@ -10,8 +10,9 @@ Example::
 from . import accessor as _accessor  # noqa: F401 (registers df.qxt and s.qxt)
 from . import errors as _errors
 from .client import AsyncClient, Client
+from .copy import Copied, copy_answers
 from .errors import *  # noqa: F403 (the exception tree; its names are errors.__all__)
-from .forget import forget
+from .forget import Forgotten, forget
 from .numbers import normalize_mobiles
 from .options import CheckOptions
 from .pipeline import Plan
@@ -38,6 +39,9 @@ __all__ = [
     "Report",
     "report",
     "forget",
+    "Forgotten",
+    "copy_answers",
+    "Copied",
     *_errors.__all__,
     "__version__",
 ]

@@ -47,6 +47,7 @@ import re
 import time
 import uuid
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -265,12 +266,39 @@ class Checkpoint:
             table = table.filter(pc.greater_equal(table["checked_at"], time.time() - max_age))
         return table
 
-    def _read_part(self, path: Path) -> pa.Table | None:
+    def batches(self, size: int = 100_000) -> Iterator[pa.Table]:
+        """Every stored answer, ``size`` at a time (parts by row group, journals a slice at a time): memory
+        flat in the store's size. A number may come more than once, older answers too: the newest wins
+        wherever they go. Compactions wait meanwhile (the read lock is held)."""
+        if not self._exists():
+            return
+        with lock(self.path / "read.lock", shared=True):
+            for part in self.files("part"):
+                whole = self._read_part(part, lazily=True)
+                if whole is not None:
+                    for batch in whole.iter_batches(size):
+                        yield pa.Table.from_batches([batch]).cast(ANSWER_SCHEMA)
+            for journal in self.files("journal"):
+                table, _ = read_journal(journal, 0)
+                if table is not None:
+                    for start in range(0, table.num_rows, size):
+                        yield table.slice(start, size)
+        yield from self._unmoved
+
+    @property
+    def fingerprint(self) -> str | None:
+        """The fingerprint of the store key its numbers are hashed with (None: numbers in clear)."""
+        value = self._meta.get("key")
+        return value if isinstance(value, str) else None
+
+    def _read_part(self, path: Path, *, lazily: bool = False) -> Any:
         try:
             data = path.read_bytes()
             expected = _part_crc(path.name)
             if expected is not None and zlib.crc32(data) != expected:
                 raise ValueError("its bytes do not match the checksum in its name (damaged on disk)")
+            if lazily:  # a ParquetFile, read a row group at a time by the caller
+                return pq.ParquetFile(pa.BufferReader(data))
             return pq.read_table(pa.BufferReader(data), schema=ANSWER_SCHEMA)
         except FileNotFoundError:
             return None  # only without flock (Windows): compacted away while listed

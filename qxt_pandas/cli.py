@@ -21,6 +21,7 @@ from ._secret import Secret
 from ._sync import run_sync
 from .checkpoint import refuse_foreign
 from .concurrency import AUTO, MAX_CONCURRENCY
+from .copy import copy_answers
 from .engine import DEFAULT_PATIENCE
 from .errors import (
     CheckpointError,
@@ -73,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"qxt-pandas {__version__}")
     commands = parser.add_subparsers(dest="command", required=True,
-                                     metavar="{check,report,forget,balance,simulate}")  # fmt: skip
+                                     metavar="{check,report,forget,copy,balance,simulate}")  # fmt: skip
 
     def privacy_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--store-key-file", type=Path, metavar="FILE",
@@ -165,6 +166,18 @@ def _parser() -> argparse.ArgumentParser:
     forget.add_argument("--all", action="store_true", help="with --older-than 0: yes, every answer")
     forget.add_argument("--dry-run", action="store_true", help="count what would be removed; remove nothing")
     privacy_options(forget)
+
+    copy = command(
+        "copy", "copy every answer and receipt from one store to another",
+        "Copy the answers and receipts of the store FROM (a checkpoint directory or a PostgreSQL URI) into TO "
+        "(made if need be), with their times and service; answers TO holds already, as new or newer, are not "
+        "copied again. With a store key (--store-key-file, $QXT_STORE_KEY), a plain FROM becomes keyed hashes "
+        "in TO; a keyed FROM needs its own key.",
+    )  # fmt: skip
+    copy.add_argument("source", type=_location, metavar="FROM", help="a checkpoint directory or a PostgreSQL URI")
+    copy.add_argument("destination", type=_location, metavar="TO", help="a checkpoint directory or a PostgreSQL URI")
+    copy.add_argument("--store-key-file", type=Path, metavar="FILE",
+                      help="the store key (default $QXT_STORE_KEY): numbers only as keyed hashes in TO")  # fmt: skip
 
     report = command(
         "report", "what a checkpoint holds and what each run was charged",
@@ -405,6 +418,10 @@ class _Run:
             return _report(args)
         if args.command == "forget":
             return _forget(args)
+        if args.command == "copy":
+            copied = copy_answers(args.source, args.destination, store_key=_store_key(args))
+            print(f"{copied} from {shown(args.source)} to {shown(args.destination)}")
+            return EXIT_OK
         with _service(args) as service:
             if args.command == "balance":
                 return _print_balance(CheckOptions(**service))

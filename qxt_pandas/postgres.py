@@ -367,6 +367,21 @@ class PostgresStore:
             rows += cur.fetchall()
         return rows
 
+    def batches(self, size: int = 100_000) -> Iterator[pa.Table]:
+        """Every stored answer, ``size`` at a time (a server-side cursor): memory flat in the store's size."""
+        if self._exists():
+            with self._conn.transaction(), self._conn.cursor(name=f"qxt_batches_{uuid.uuid4().hex[:8]}") as cur:
+                cur.execute(self._q(f"select {_COLUMNS} from S.answers"))
+                while rows := cur.fetchmany(size):
+                    yield _table(rows)
+        yield from self._unmoved
+
+    @property
+    def fingerprint(self) -> str | None:
+        """The fingerprint of the store key its numbers are hashed with (None: numbers in clear)."""
+        value = self._meta.get("key")
+        return value if isinstance(value, str) else None
+
     def writer(self, patience: float | None = None) -> PostgresWriter:
         """This run's writer; refused before anything is paid for when the role may not write here."""
         if patience is not None:

@@ -190,3 +190,56 @@ def test_a_plan_or_a_check_without_a_key_leaves_no_trace(store, tmp_path, monkey
     sim = rich()  # and the same store then serves the simulator: it was bound to nothing
     with serve(sim) as url:
         assert check(url, store, NUMBERS[:5])["qxt_code"].notna().all()
+
+
+# -- item 7: copying answers between stores ----------------------------------------------------------
+
+
+def test_copy_a_directory_to_postgres_and_back_then_a_check_there_pays_nothing(postgres, tmp_path):
+    sim = rich()
+    directory = str(tmp_path / "laptop.qxt")
+    with serve(sim) as url:
+        check(url, directory)
+        paid = len(sim.ledger)
+        first = qxt("copy", directory, postgres, key=None)
+        assert first.returncode == 0 and f"{len(NUMBERS)} answers copied" in first.stdout, first.stderr
+        again = qxt_pandas.copy_answers(directory, postgres)
+        assert (again.answers, again.already, again.receipts) == (0, len(NUMBERS), 0)  # adds nothing
+        back = qxt_pandas.copy_answers(postgres, str(tmp_path / "back.qxt"))
+        assert back.answers == len(NUMBERS) and back.receipts == 1
+        on_postgres = check(url, postgres)
+        on_the_copy = check(url, str(tmp_path / "back.qxt"))
+    assert len(sim.ledger) == paid  # neither check paid for anything
+    assert on_postgres["qxt_code"].notna().all() and on_the_copy["qxt_code"].notna().all()
+    assert qxt_pandas.report(postgres).runs[0]["paid"] == qxt_pandas.report(directory).runs[0]["paid"]
+
+
+def test_copy_refuses_another_kind_of_service_before_writing_anything(tmp_path):
+    sim = rich()
+    with serve(sim) as url:
+        check(url, str(tmp_path / "simulated.qxt"))
+    real = open_store(tmp_path / "real.qxt", service="127.0.0.1")
+    real.bind(simulator=False)  # a store of the vendor's answers
+    with pytest.raises(qxt_pandas.CheckpointError, match="never cross"):
+        qxt_pandas.copy_answers(tmp_path / "simulated.qxt", tmp_path / "real.qxt")
+    assert real.answers().num_rows == 0 and not list((tmp_path / "real.qxt").glob("journal-*"))
+    with pytest.raises(qxt_pandas.CheckpointError, match="one store"):
+        qxt_pandas.copy_answers(tmp_path / "simulated.qxt", tmp_path / "simulated.qxt")
+
+
+def test_copy_hashes_plain_into_keyed_and_keyed_needs_its_own_key(tmp_path):
+    key, other = "k" * 32, "o" * 32
+    sim = rich()
+    with serve(sim) as url:
+        check(url, str(tmp_path / "plain.qxt"))
+        qxt_pandas.copy_answers(tmp_path / "plain.qxt", tmp_path / "keyed.qxt", store_key=key)
+        keyed_bytes = b"".join(p.read_bytes() for p in (tmp_path / "keyed.qxt").iterdir() if p.is_file())
+        assert NUMBERS[0].encode() not in keyed_bytes  # hashed on the way
+        with pytest.raises(qxt_pandas.CheckpointError, match="needs its own store key"):
+            qxt_pandas.copy_answers(tmp_path / "keyed.qxt", tmp_path / "clear.qxt")
+        with pytest.raises(qxt_pandas.CheckpointError, match="not the one"):
+            qxt_pandas.copy_answers(tmp_path / "keyed.qxt", tmp_path / "clear.qxt", store_key=other)
+        assert qxt_pandas.copy_answers(tmp_path / "keyed.qxt", tmp_path / "keyed2.qxt", store_key=key).answers == 400
+        paid = len(sim.ledger)
+        done = check(url, str(tmp_path / "keyed2.qxt"), store_key=key)
+    assert len(sim.ledger) == paid and done["qxt_code"].notna().all()
