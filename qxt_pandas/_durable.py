@@ -14,14 +14,14 @@ from pathlib import Path
 __all__ = ["fsync_dir", "write_atomically"]
 
 
-def write_atomically(path: Path, data: bytes, *, exclusive: bool = False) -> None:
+def write_atomically(path: Path, data: bytes, *, exclusive: bool = False, mode: int = 0o644) -> None:
     """Write ``data`` to ``path`` so that a crash leaves the old file or the new one, never half.
 
     ``exclusive``: only if ``path`` does not exist yet (FileExistsError otherwise), so that two
     processes creating it at once never overwrite each other.
     """
     tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         view = memoryview(data)
         while view:

@@ -57,7 +57,7 @@ import pyarrow.parquet as pq
 
 from ._durable import fsync_dir, write_atomically
 from ._locks import held_elsewhere, lock, try_lock
-from ._spill import identity, spill_dir, spilled
+from ._spill import identity, prune, spill_dir, spilled
 from .errors import CheckpointError, StoreUnavailableError
 from .journal import (
     ANSWER_SCHEMA,
@@ -285,6 +285,24 @@ class Checkpoint:
                         yield table.slice(start, size)
         yield from self._unmoved
 
+    def busy(self, numbers: list[str]) -> tuple[int, int]:
+        """Live runs here: (those claiming one of ``numbers`` or holding an answer for one in a journal still
+        open, all others). A forget waits for the first, and cannot speak for the second."""
+        from .claims import claimed_by
+
+        if not self._exists():
+            return 0, 0
+        wanted = pa.array(numbers, pa.string())
+        holding = others = 0
+        for claim in (c for c in self.files("claim") if held_elsewhere(c)):
+            touches = bool(set(claimed_by(claim)) & set(numbers))
+            holding, others = holding + touches, others + (not touches)
+        for journal in (j for j in self.files("journal") if held_elsewhere(j)):
+            table = read_journal(journal, 0)[0]
+            touches = table is not None and bool(pc.any(pc.is_in(table["mobile"], value_set=wanted)).as_py())
+            holding, others = holding + touches, others + (not touches)
+        return holding, others
+
     @property
     def fingerprint(self) -> str | None:
         """The fingerprint of the store key its numbers are hashed with (None: numbers in clear)."""
@@ -381,6 +399,9 @@ class Checkpoint:
             return 0
         wanted = pa.array(numbers or [], pa.string())
         cutoff = None if older_than is None else time.time() - older_than
+        if not dry_run:  # spilled answers not yet moved in (a disk still full) are forgotten too
+            prune(self.identity, numbers or [], cutoff)
+            self._unmoved = [t for t in (_without(t, wanted, cutoff) for t in self._unmoved) if t.num_rows]
         with lock(self.path / "compact.lock"):
             journals = self.files("journal")
             closed = [j for j in journals if not held_elsewhere(j)]
@@ -511,6 +532,14 @@ def _newest_indices(table: pa.Table) -> pa.Array:
     first = pc.not_equal(mobiles[1:], mobiles[:-1]) if len(mobiles) > 1 else pa.array([], pa.bool_())
     keep = pa.concat_arrays([pa.array([True]), pc.fill_null(first, True)])
     return order.filter(keep)
+
+
+def _without(table: pa.Table, numbers: pa.Array, cutoff: float | None) -> pa.Table:
+    """``table`` less the answers for ``numbers`` and those checked before ``cutoff``."""
+    drop = pc.is_in(table["mobile"], value_set=numbers)
+    if cutoff is not None:
+        drop = pc.or_(drop, pc.less(table["checked_at"], cutoff))
+    return table.filter(pc.invert(drop))
 
 
 def _distinct(table: pa.Table) -> int:

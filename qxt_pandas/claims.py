@@ -47,7 +47,7 @@ from ._locks import alock, held_elsewhere, open_locked
 from ._sync import drainable, draining
 from .checkpoint import Checkpoint, unwritable
 
-__all__ = ["Claim", "claim_numbers"]
+__all__ = ["Claim", "claim_numbers", "claimed_by"]
 
 #: How often a waiting run looks whether the claims it waits for have ended (seconds).
 POLL = 0.2
@@ -154,6 +154,11 @@ def _write_claim(directory: Path, claim: Claim) -> None:
     except OSError as exc:
         raise unwritable(directory, exc) from None
     claim._fd, claim._path = fd, path
+
+
+def claimed_by(path: Path) -> list[str]:
+    """The numbers a claim file holds (a forget waits for the claims on the numbers it removes)."""
+    return _read_claim(path)[1]
 
 
 def _read_claim(path: Path) -> tuple[str, list[str]]:

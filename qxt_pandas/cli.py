@@ -164,6 +164,8 @@ def _parser() -> argparse.ArgumentParser:
                         "default: the one that looks most like mobile numbers)")  # fmt: skip
     forget.add_argument("--older-than", metavar="AGE", help="forget answers older than AGE, e.g. 180d, 12h")
     forget.add_argument("--all", action="store_true", help="with --older-than 0: yes, every answer")
+    forget.add_argument("--wait", default="60s", metavar="AGE",
+                        help="how long to wait for live runs asking these numbers (default 60s)")  # fmt: skip
     forget.add_argument("--dry-run", action="store_true", help="count what would be removed; remove nothing")
     privacy_options(forget)
 
@@ -256,10 +258,10 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"{exc}{run.kept(after_paying_only=True)}")
         return EXIT_USAGE
     except StoreUnavailableError as exc:  # it says itself where the answers it could not store are
-        _say(f"{exc} {run.wrote()} Run again to retry.")
+        _say(_sentences(str(exc), run.wrote(), "Run again to retry."))
         return EXIT_FAILURE
     except (QxtError, OSError) as exc:
-        _say(f"{_describe(exc)} {run.wrote()}{run.kept()} Run again to retry.")
+        _say(_sentences(_describe(exc), run.wrote(), run.kept(), "Run again to retry."))
         return EXIT_FAILURE
     finally:
         orphaned.set()
@@ -381,6 +383,11 @@ def _show_warning(
     line: str | None = None,
 ) -> None:
     _say(f"warning: {message}")
+
+
+def _sentences(*parts: str) -> str:
+    """Sentences joined by one space, the empty ones left out."""
+    return " ".join(part.strip() for part in parts if part.strip())
 
 
 def _describe(exc: BaseException) -> str:
@@ -521,7 +528,7 @@ def _forget(args: argparse.Namespace) -> int:
                                  "mean it.")  # fmt: skip
     numbers = numbers_in(args.numbers, args.column) if args.numbers is not None else None
     removed = forget(args.store, numbers=numbers, older_than=args.older_than, store_key=_store_key(args),
-                     dry_run=args.dry_run)  # fmt: skip
+                     dry_run=args.dry_run, wait=args.wait)  # fmt: skip
     print(f"{removed} {'would be removed (dry run)' if args.dry_run else 'removed'} from {shown(args.store)}")
     if removed.not_numbers:
         _say(f"{removed.not_numbers:,} {'line was' if removed.not_numbers == 1 else 'lines were'} not a mobile "
@@ -532,6 +539,11 @@ def _forget(args: argparse.Namespace) -> int:
         _say(f"no line of {args.numbers} was a mobile number: nothing was forgotten. One number a line, or name "
              "the column of a table with --column.")  # fmt: skip
         return EXIT_USAGE
+    if removed.live:
+        _say(f"{removed.live:,} {'run was' if removed.live == 1 else 'runs were'} still going on the store: an "
+             "answer stored later for one of these numbers would not be forgotten. Run the same qxt forget again "
+             "once they have ended.")  # fmt: skip
+        return EXIT_FAILURE
     return EXIT_OK
 
 

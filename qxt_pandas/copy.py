@@ -26,6 +26,7 @@ from ._secret import Secret
 from .errors import CheckpointError
 from .journal import Answer
 from .keyed import KeyedStore, fingerprint
+from .options import store_key as checked_key
 from .store import ANY_KEY, Store, open_existing, open_store, shown
 
 __all__ = ["Copied", "copy_answers"]
@@ -62,8 +63,7 @@ def copy_answers(
 
         copy_answers("runs/crm.qxt", "postgresql://etl@db/qxt")   # then a check there pays nothing
     """
-    key = store_key if store_key is not None else os.environ.get("QXT_STORE_KEY") or None
-    secret = Secret.wrap(key) if key is not None else None
+    secret = checked_key(store_key)
     src = open_existing(source, key=ANY_KEY)
     try:
         hashed = src.fingerprint is not None
@@ -101,11 +101,12 @@ def _identity(store: Store) -> str | None:
 
 def _answers(src: Store, dst: Store, batch: int) -> tuple[int, int]:
     """Each batch of ``src``'s answers less those ``dst`` holds as new or newer, written to ``dst``."""
+    fresh = next(iter(dst.batches(1)), None) is None  # an empty destination: nothing there to compare with
     writer = dst.writer()
     written = already = 0
     try:
         for table in src.batches(batch):
-            held = dst.answers(numbers=table["mobile"])
+            held = table.schema.empty_table() if fresh else dst.answers(numbers=table["mobile"])
             newer = _newer(table, held)
             already += table.num_rows - newer.num_rows
             for row in newer.to_pylist():

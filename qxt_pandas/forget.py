@@ -14,6 +14,7 @@ Example::
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
@@ -25,17 +26,23 @@ from .errors import ConfigurationError
 from .files import guess_column, open_source
 from .numbers import normalize_mobiles
 from .options import parse_age
+from .options import store_key as checked_key
 from .store import ANY_KEY, open_existing
 
 __all__ = ["Forgotten", "forget", "numbers_in"]
 
+_POLL = 0.2  # seconds between looks at the runs a forget waits for
+
 
 class Forgotten(int):
     """How many numbers lost their answers (an int), and what could not be forgotten: ``not_numbers``
-    (values that are no mobile number) and ``not_held`` (valid numbers the store held no answer for)."""
+    (values that are no mobile number), ``not_held`` (valid numbers the store held no answer for), and
+    ``live``: runs still going on the store, which may yet store an answer for one of the numbers
+    (forget again once they have ended; 0 means none remains once the runs now live have ended)."""
 
     not_numbers: int = 0
     not_held: int = 0
+    live: int = 0
 
     def __str__(self) -> str:
         return f"{int(self):,} {'number' + chr(39) + 's' if int(self) == 1 else 'numbers' + chr(39)} answers"
@@ -48,11 +55,14 @@ def forget(
     older_than: timedelta | float | str | None = None,
     store_key: Secret | str | None = None,
     dry_run: bool = False,
+    wait: timedelta | float | str = 60.0,
 ) -> Forgotten:
     """Remove every stored answer for ``numbers`` and/or older than ``older_than``; how many numbers lost theirs.
 
     A keyed store needs its ``store_key`` (or ``$QXT_STORE_KEY``) to forget by number; by age it
     needs none. ``dry_run`` counts and removes nothing. Receipts keep their counts (they hold no number).
+    Forgetting by number first waits (at most ``wait``) for live runs claiming those numbers: their
+    answers are then stored, and removed too. ``.live`` counts the runs still going afterwards.
 
     Example::
 
@@ -68,12 +78,19 @@ def forget(
         normalized = normalize_mobiles(values)["qxt_mobile"]
         not_numbers = int((normalized.isna() & values.notna() & values.astype(str).str.strip().ne("")).sum())
         wanted = sorted(set(normalized.dropna().astype(str)))
-    key = store_key if store_key is not None else os.environ.get("QXT_STORE_KEY") or None
+    key = checked_key(store_key)
     # by number, the key must be the store's own (a keyed store without it would match nothing); by age, any
-    given = (Secret.wrap(key) if key is not None else None) if wanted is not None else ANY_KEY
+    given = key if wanted is not None else ANY_KEY
+    patience = parse_age(wait, name="wait") or 0.0
     opened = open_existing(store, key=given)
     try:
+        if wanted and not dry_run:
+            deadline = time.monotonic() + patience
+            while opened.busy(wanted)[0] and time.monotonic() < deadline:
+                time.sleep(_POLL)  # a claim ends once its answers are stored: then they can be removed
         removed = Forgotten(opened.forget(wanted, age, dry_run=dry_run))
+        if wanted and not dry_run:
+            removed.live = sum(opened.busy(wanted))
     finally:
         opened.close()
     removed.not_numbers = not_numbers

@@ -102,6 +102,9 @@ class KeyedStore:
         claim.others = {k: (owner, [self._clear[d] for d in held]) for k, (owner, held) in claim.others.items()}
         return claim
 
+    def busy(self, numbers: list[str]) -> tuple[int, int]:
+        return tuple(self.inner.busy(self.hashes(numbers)))
+
     def forget(
         self, numbers: list[str] | None = None, older_than: float | None = None, *, dry_run: bool = False
     ) -> int:

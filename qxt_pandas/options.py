@@ -31,7 +31,7 @@ from .client import DEFAULT_BACKOFF, DEFAULT_RETRIES, DEFAULT_TIMEOUT, AsyncClie
 from .concurrency import AUTO, MAX_CONCURRENCY, Adaptive, Controller, Fixed
 from .engine import DEFAULT_PATIENCE
 
-__all__ = ["PROGRESS_STYLES", "CheckOptions", "parse_age", "with_options"]
+__all__ = ["PROGRESS_STYLES", "CheckOptions", "parse_age", "store_key", "with_options"]
 
 #: What ``progress=`` accepts, and the style each means.
 PROGRESS_STYLES = {True: "bar", False: "off", "bar": "bar", "log": "log", "json": "json", "off": "off"}
@@ -67,13 +67,7 @@ class CheckOptions:
     def __post_init__(self) -> None:
         if self.apikey is not None and not isinstance(self.apikey, Secret):
             object.__setattr__(self, "apikey", Secret.wrap(self.apikey))
-        key = self.store_key if self.store_key is not None else os.environ.get("QXT_STORE_KEY") or None
-        if key is not None:
-            key = Secret.wrap(key)
-            if len(key.reveal()) < 16:
-                raise ValueError("store_key: use at least 16 characters (a random one: python -c 'import secrets; "
-                                 "print(secrets.token_urlsafe(32))')")  # fmt: skip
-        object.__setattr__(self, "store_key", key)
+        object.__setattr__(self, "store_key", store_key(self.store_key))
         checked = {
             "concurrency": self.concurrency if self.concurrency == AUTO else _whole_or_auto(self.concurrency),
             "max_concurrency": _whole("max_concurrency", self.max_concurrency, minimum=1, maximum=MOST_IN_FLIGHT),
@@ -217,6 +211,19 @@ def _is_whole(value: object) -> bool:
 def _is_real(value: object) -> bool:
     """A real number, numpy's included, and not a bool (type checkers do not know numbers.Real)."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def store_key(given: Secret | str | None) -> Secret | None:
+    """The store key: ``given``, else ``$QXT_STORE_KEY``, else None; refused (ValueError) when too short to be
+    a secret. Every command that takes one (check, forget, copy) reads it here, so they all say the same."""
+    key = given if given is not None else os.environ.get("QXT_STORE_KEY") or None
+    if key is None:
+        return None
+    secret = Secret.wrap(key)
+    if len(secret.reveal().strip()) < 16:
+        raise ValueError("store key: use at least 16 characters (an empty key file? a random key: python -c "
+                         "'import secrets; print(secrets.token_urlsafe(32))')")  # fmt: skip
+    return secret
 
 
 def parse_age(age: timedelta | float | str | None, name: str = "max_age") -> float | None:

@@ -66,7 +66,7 @@ from ._postgres_write import (
     _transient,
     _unavailable,
 )
-from ._spill import identity, spilled
+from ._spill import identity, prune, spilled
 from ._sync import draining
 from .errors import CheckpointError, StoreUnavailableError
 from .journal import ANSWER_SCHEMA, Answer, answers_table, read_journal, warn_once
@@ -376,6 +376,19 @@ class PostgresStore:
                     yield _table(rows)
         yield from self._unmoved
 
+    def busy(self, numbers: list[str]) -> tuple[int, int]:
+        """Live runs here, on any machine: (those claiming one of ``numbers``, all others). A claim ends only
+        once its answers are committed, so a forget that waits for the first misses none of theirs."""
+        if not self._exists():
+            return 0, 0
+        with self._tx() as cur:
+            cur.execute(self._q(f"select count(*) from ({self._live()}) live where live.run <> %s"), (self.run,))
+            live = int(cur.fetchone()[0])
+            cur.execute(self._q(f"select count(distinct run) from S.claims where mobile = any(%s) and run in "
+                                f"({self._live()}) and run <> %s"), (numbers, self.run))  # fmt: skip
+            holding = int(cur.fetchone()[0])
+        return holding, live - holding
+
     @property
     def fingerprint(self) -> str | None:
         """The fingerprint of the store key its numbers are hashed with (None: numbers in clear)."""
@@ -607,6 +620,9 @@ class PostgresStore:
         if not self._exists():
             return 0
         cutoff = -1.0 if older_than is None else time.time() - older_than
+        if not dry_run:  # spilled answers not yet moved in (a read-only role) are forgotten too
+            prune(self.identity, numbers or [], cutoff)
+            self._move_spilled()  # what is left of them, read again
         verb = "select count(*)" if dry_run else "delete"
         with self._tx() as cur:
             cur.execute(self._q(f"{verb} from S.answers where mobile = any(%s) or checked_at < %s"),

@@ -110,6 +110,10 @@ class Store(Protocol):
         """Remove answers older than ``retention`` s (how many numbers lost theirs), and what gone runs left."""
         ...
 
+    def busy(self, numbers: list[str]) -> tuple[int, int]:
+        """Live runs: (those that may still store an answer for one of ``numbers``, all others)."""
+        ...
+
     def forget(
         self, numbers: list[str] | None = None, older_than: float | None = None, *, dry_run: bool = False
     ) -> int:
@@ -191,11 +195,11 @@ def check_key(location: str, recorded: str | None, given: object) -> None:
     if recorded is None:
         raise CheckpointError(f"{location} was made without a store key: it holds numbers in clear, so a store key "
                               "cannot apply to it. Drop the key, or use a new store for keyed answers. Nothing "
-                              "was asked or paid for.")  # fmt: skip
+                              "was read, written or paid for.")  # fmt: skip
     if given is None:
         raise CheckpointError(f"{location} holds numbers only as keyed hashes: pass its store key (store_key=, "
                               "$QXT_STORE_KEY or --store-key-file). Without it every answer would be paid for "
-                              "again. Nothing was asked or paid for.")  # fmt: skip
+                              "again. Nothing was read, written or paid for.")  # fmt: skip
     raise CheckpointError(f"{location} was made with another store key (its fingerprint differs). With this one "
                           "no stored answer can be found, and every number would be paid for again. Pass the "
-                          "store's own key. Nothing was asked or paid for.")  # fmt: skip
+                          "store's own key. Nothing was read, written or paid for.")  # fmt: skip

@@ -4,6 +4,7 @@ copying answers between stores. Over both stores where it applies; the simulator
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 
@@ -243,3 +244,49 @@ def test_copy_hashes_plain_into_keyed_and_keyed_needs_its_own_key(tmp_path):
         paid = len(sim.ledger)
         done = check(url, str(tmp_path / "keyed2.qxt"), store_key=key)
     assert len(sim.ledger) == paid and done["qxt_code"].notna().all()
+
+
+# -- items 2 and 3: forgetting holds against live runs, and covers spill files -----------------------
+
+
+def test_forget_while_a_run_in_another_process_asks_those_numbers_leaves_none_of_them(store, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import wait_for
+
+    sim = rich(latency=0.05)
+    numbers = [f"136{i:08d}" for i in range(1500)]
+    (tmp_path / "in.csv").write_text("m\n" + "\n".join(numbers) + "\n")
+    (tmp_path / "gone.txt").write_text("\n".join(numbers) + "\n")
+    env = {**os.environ, "QXT_APIKEY": SECRET}
+    with serve(sim) as url:
+        run = subprocess.Popen([sys.executable, "-m", "qxt_pandas.cli", "check", tmp_path / "in.csv", "--column", "m",
+                                "--output", tmp_path / "out.csv", "--checkpoint", store, "--base-url", url,
+                                "--concurrency", "8", "--progress", "off"], env=env)  # fmt: skip
+        try:
+            assert wait_for(lambda: len(sim.ledger) >= 200, timeout=60)
+            forgot = qxt("forget", store, "--numbers", tmp_path / "gone.txt", "--wait", "2m", key=None, timeout=180)
+        finally:
+            assert run.wait(timeout=120) == 0
+        if forgot.returncode != 0:  # it could not promise: it said so; once the run has ended, again
+            assert forgot.returncode == 1 and "still going" in forgot.stderr
+            assert qxt("forget", store, "--numbers", tmp_path / "gone.txt", key=None).returncode == 0
+    assert not stored(store) & set(numbers)  # none of them came back once the run ended
+
+
+def test_forget_and_retention_cover_answers_spilled_on_this_machine(tmp_path, monkeypatch):
+    from qxt_pandas import _spill
+    from qxt_pandas.checkpoint import Answer, Checkpoint
+
+    monkeypatch.setenv("QXT_SPILL_DIR", str(tmp_path / "spill"))
+    store = Checkpoint(tmp_path / "c.qxt", service="127.0.0.1")
+    store.create()
+    old, new = Answer(NUMBERS[0], 0, "正常", checked_at=1.0), Answer(NUMBERS[1], 0, "正常", checked_at=2e9)
+    path = _spill.spill(store.identity, "run-1", [old, new, Answer(NUMBERS[2], 0, "空号", checked_at=2e9)])
+    assert _spill.prune(store.identity, [NUMBERS[2]], cutoff=10.0) == 2  # one by number, one by age
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert [json.loads(line)["mobile"] for line in path.read_text().splitlines()] == [NUMBERS[1]]
+    assert qxt_pandas.forget(tmp_path / "c.qxt", numbers=[NUMBERS[1]]) == 1  # opening moved it in; then forgotten
+    assert not path.exists() and stored(str(tmp_path / "c.qxt")) == set()
