@@ -276,7 +276,7 @@ class Checkpoint:
             for part in self.files("part"):
                 whole = self._read_part(part, lazily=True)
                 if whole is not None:
-                    for batch in whole.iter_batches(size):
+                    for batch in whole.iter_batches(size, use_threads=False):  # a row group decoded at a time
                         yield pa.Table.from_batches([batch]).cast(ANSWER_SCHEMA)
             for journal in self.files("journal"):
                 table, _ = read_journal(journal, 0)

@@ -31,7 +31,7 @@ from .store import ANY_KEY, Store, open_existing, open_store, shown
 
 __all__ = ["Copied", "copy_answers"]
 
-BATCH = 50_000
+BATCH = 10_000
 
 
 @dataclass(frozen=True)
