@@ -104,6 +104,7 @@ class Checkpoint:
         self._seen: dict[str, int] = {}  # file name -> bytes consumed (journals) or -1 (parts)
         self._unmoved: list[pa.Table] = []  # spilled answers the disk could not take yet: read as stored
         self._reading_whole = False
+        self._watched: dict[Path, tuple[int, bool]] = {}  # live journals busy() read: (bytes read, holds a number)
         if self._made:
             self._move_spilled()
 
@@ -298,8 +299,11 @@ class Checkpoint:
             touches = bool(set(claimed_by(claim)) & set(numbers))
             holding, others = holding + touches, others + (not touches)
         for journal in (j for j in self.files("journal") if held_elsewhere(j)):
-            table = read_journal(journal, 0)[0]
-            touches = table is not None and bool(pc.any(pc.is_in(table["mobile"], value_set=wanted)).as_py())
+            offset, touched = self._watched.get(journal, (0, False))  # read on: a forget asks again and again
+            table, offset = read_journal(journal, offset)
+            found = table is not None and bool(pc.any(pc.is_in(table["mobile"], value_set=wanted)).as_py())
+            touches = touched or found
+            self._watched[journal] = (offset, touches)
             holding, others = holding + touches, others + (not touches)
         return holding, others
 
