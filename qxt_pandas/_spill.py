@@ -113,8 +113,8 @@ class Spiller:
         if self.unsaved:
             kept.append(f"{len(self.unsaved):,} answers paid for could be written neither to the store nor to a "
                         "spill file: they are only in this run's results")  # fmt: skip
-        told = StoreUnavailableError(" ".join([failure.message, "; ".join(kept).capitalize() + "."] if kept
-                                              else [failure.message]), code=failure.code, hint="")  # fmt: skip
+        told = StoreUnavailableError(" ".join([failure.message, "; ".join(kept) + "."] if kept else [failure.message]),
+                                     code=failure.code, hint="")  # fmt: skip
         told.transient, told.spilled, told.unsaved = failure.transient, self.spilled, len(self.unsaved)
         return told
 

@@ -68,6 +68,24 @@ def make_simulator(**knobs) -> Simulator:
     )
 
 
+def rich(**knobs) -> Simulator:
+    """A simulator whose main account can pay for anything a test asks (its ledger still counts every charge)."""
+    sim = make_simulator(**knobs)
+    sim.accounts[SECRET].balance = 1_000_000
+    return sim
+
+
+def stored(store: str | Path) -> set[str]:
+    """The numbers a store holds an answer for (opening it moves in what was spilled for it)."""
+    from qxt_pandas.store import open_store
+
+    opened = open_store(store, service="127.0.0.1")
+    try:
+        return set(opened.answers()["mobile"].to_pylist())
+    finally:
+        opened.close()
+
+
 @pytest.fixture
 def sim() -> Simulator:
     return make_simulator()

@@ -24,33 +24,18 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import SECRET, make_simulator, qxt
+from conftest import SECRET, qxt, rich, stored
 
 from qxt_pandas import errors as E
 from qxt_pandas import journal
 from qxt_pandas.simulator import serve
-from qxt_pandas.store import open_store
 
 NUMBERS = [f"135{i:08d}" for i in range(400)]
-
-
-def rich(**knobs):
-    sim = make_simulator(**knobs)
-    sim.accounts[SECRET].balance = 1_000_000
-    return sim
 
 
 def check(url: str, store: str, numbers: list[str] = NUMBERS, **more) -> pd.DataFrame:
     frame = pd.DataFrame({"m": numbers})
     return frame.qxt.check("m", apikey=SECRET, base_url=url, checkpoint=store, progress=False, **more)
-
-
-def stored(store: str) -> set[str]:
-    opened = open_store(store, service="127.0.0.1")
-    try:
-        return set(opened.answers()["mobile"].to_pylist())
-    finally:
-        opened.close()
 
 
 def spilled(base: Path) -> set[str]:

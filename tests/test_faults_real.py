@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import SECRET, make_simulator, wait_for
-from test_faults import spilled, stored, twice
+from conftest import SECRET, rich, stored, wait_for
+from test_faults import spilled, twice
 
 from qxt_pandas.postgres import COMMIT_EVERY
 from qxt_pandas.simulator import serve
@@ -36,12 +36,6 @@ def record(fault: str, code: int | None, sim) -> None:
     if os.environ.get("QXT_FAULT_MATRIX"):
         with open(os.environ["QXT_FAULT_MATRIX"], "a") as f:
             f.write(json.dumps({"fault": fault, "exit": code, "paid_twice": twice(sim)}) + "\n")
-
-
-def rich(**knobs):
-    sim = make_simulator(**knobs)
-    sim.accounts[SECRET].balance = 1_000_000
-    return sim
 
 
 def export(tmp_path: Path, count: int, prefix: str = "134") -> Path:

@@ -11,7 +11,7 @@ import unicodedata
 import pandas as pd
 import pyarrow as pa
 import pytest
-from conftest import SAMPLE, SECRET, make_simulator, qxt
+from conftest import SAMPLE, SECRET, qxt, rich, stored
 from hypothesis import given
 from hypothesis import strategies as st
 from test_numbers import formatted, valid_numbers
@@ -24,23 +24,9 @@ from qxt_pandas.store import open_store
 NUMBERS = [f"137{i:08d}" for i in range(400)]
 
 
-def rich(**knobs):
-    sim = make_simulator(**knobs)
-    sim.accounts[SECRET].balance = 1_000_000
-    return sim
-
-
 def check(url: str, store: str, numbers: list[str] = NUMBERS, **more) -> pd.DataFrame:
     frame = pd.DataFrame({"m": numbers})
     return frame.qxt.check("m", apikey=SECRET, base_url=url, checkpoint=store, progress=False, **more)
-
-
-def stored(store: str) -> set[str]:
-    opened = open_store(store, service="127.0.0.1")
-    try:
-        return set(opened.answers()["mobile"].to_pylist())
-    finally:
-        opened.close()
 
 
 # -- item 1: forgetting reads numbers as people keep them ------------------------------------------
