@@ -42,6 +42,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -64,7 +65,9 @@ _SUFFIXES = {
     ".parquet": ".parquet",
     ".pq": ".parquet",
 }
-_COOKIE = "qxt_token"
+_COOKIE = "qxt_token"  # and the port: consoles on one host keep a cookie each
+#: What a token may hold: characters a person can type and a URL carries as they are.
+_TOKEN = re.compile(r"[A-Za-z0-9._~-]{16,256}")
 #: A job's states: planned (uploaded, nothing paid), queued, running, stopping, done, stopped, failed.
 _ACTIVE = ("queued", "running", "stopping")
 
@@ -83,7 +86,8 @@ class Job:
     state: str = "planned"
     progress: dict[str, Any] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
-    files: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)  # the downloads, by the names the user sees
+    stored: dict[str, str] = field(default_factory=dict)  # a download's name -> the file's name on disk
     error: str | None = None
     log: list[str] = field(default_factory=list)
 
@@ -181,9 +185,11 @@ class Console:
         self.jobs[job.id] = job
         try:
             await asyncio.to_thread(self.plan, job)
-        except _Refusal:
+        except BaseException as exc:  # nothing of a failed upload stays on disk
             self.delete(job)
-            raise
+            if isinstance(exc, _Refusal) or not isinstance(exc, Exception):
+                raise
+            raise _unreadable(exc, self.input(job), job) from None
         return job
 
     def plan(self, job: Job, column: str | None = None) -> None:
@@ -195,7 +201,10 @@ class Console:
         except InputError as exc:
             raise _Refusal(400, str(exc).replace(str(self.input(job)), job.name)) from None
         job.columns = source.columns
-        chosen = column or job.column or guess_column(source)
+        try:
+            chosen = column or job.column or guess_column(source)
+        except Exception as exc:  # a ragged or broken file, met while reading its first rows
+            raise _unreadable(exc, self.input(job), job) from None
         if chosen not in source.columns:
             raise _Refusal(400, f"{job.name} has no column {chosen!r}; its columns are {source.columns}")
         options = with_options(checkpoint=self.checkpoint, base_url=self.base_url, progress=False,
@@ -240,10 +249,13 @@ class Console:
             out = self.folder(job) / "out"
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir()
-            output = out / f"{Path(job.name).stem}.checked{'.csv' if job.suffix == '.tsv' else job.suffix}"
-            args = [sys.executable, "-m", "qxt_pandas.cli", "check", str(self.input(job)), "--column",
-                    str(job.column), "--output", str(output), "--split", "--checkpoint", self.checkpoint,
-                    "--progress", "json"]  # fmt: skip
+            # Files on disk are named by the server (a user's long or odd name never reaches the file system);
+            # downloads carry the user's name. --column=NAME: a column named "-phone" is a name, not an option.
+            # CSV for the spreadsheet users the console serves: a BOM, formulas defused (a Status "=HYPERLINK").
+            output = out / f"checked{'.csv' if job.suffix == '.tsv' else job.suffix}"
+            args = [sys.executable, "-m", "qxt_pandas.cli", "check", str(self.input(job)), f"--column={job.column}",
+                    "--output", str(output), "--split", "--checkpoint", self.checkpoint, "--progress", "json",
+                    *(["--excel-friendly"] if output.suffix == ".csv" else [])]  # fmt: skip
             if self.base_url:
                 args += ["--base-url", self.base_url]
             # Its own session: a Ctrl-C at the server's terminal reaches the server only, which then sends the
@@ -265,7 +277,8 @@ class Console:
                 job.log.append(line.replace(str(self.input(job)), job.name).replace(str(out) + os.sep, ""))
             code = await proc.wait()
             self._procs.pop(job.id, None)
-            job.files = await asyncio.to_thread(self._collect, job, out, output)
+            job.stored = await asyncio.to_thread(self._collect, job, out, output)
+            job.files = list(job.stored)
             job.summary = await asyncio.to_thread(_summary, output, job.log) if output.exists() else {}
             if code in (0, 5):
                 job.state = "done"
@@ -287,27 +300,27 @@ class Console:
             job.state = "stopping"
             proc.send_signal(signal.SIGINT)
 
-    def _collect(self, job: Job, out: Path, output: Path) -> list[str]:
-        """The job's downloads: the checked file (and as xlsx, for Excel), the split files as one zip
-        (``<name>.正常.csv`` …), the store's HTML report."""
-        files = []
+    def _collect(self, job: Job, out: Path, output: Path) -> dict[str, str]:
+        """The job's downloads, by the name the user sees -> the file on disk: the checked file (and as xlsx,
+        for Excel), the split files as one zip (``<name>.正常.csv`` …), the store's HTML report."""
+        files: dict[str, str] = {}
         if output.exists():
-            files.append(output.name)
             stem = Path(job.name).stem
+            files[f"{stem}.checked{output.suffix}"] = output.name
             parts = sorted(p for p in out.iterdir() if p != output and p.suffix in (".csv", ".xlsx", ".parquet"))
             if parts:
-                with zipfile.ZipFile(out / f"{stem}.split.zip", "w", zipfile.ZIP_DEFLATED) as zipped:
-                    for part in parts:  # <name>.checked.正常.csv is <name>.正常.csv in the zip
-                        zipped.write(part, part.name.replace(f"{stem}.checked.", f"{stem}.", 1))
-                files.append(f"{stem}.split.zip")
-            excel = out / f"{stem}.checked.xlsx"
+                with zipfile.ZipFile(out / "split.zip", "w", zipfile.ZIP_DEFLATED) as zipped:
+                    for part in parts:  # checked.正常.csv is <name>.正常.csv in the zip
+                        zipped.write(part, part.name.replace("checked.", f"{stem}.", 1))
+                files[f"{stem}.split.zip"] = "split.zip"
+            excel = out / "checked.xlsx"
             if output.suffix != ".xlsx" and _as_workbook(output, excel):
-                files.insert(1, excel.name)
+                files = {next(iter(files)): output.name, f"{stem}.checked.xlsx": excel.name, **files}
         from .report import report
 
         with contextlib.suppress(Exception):  # a report is a convenience: the run's outcome does not hang on it
             (out / "report.html").write_text(report(self.checkpoint).to_html(), encoding="utf-8")
-            files.append("report.html")
+            files["report.html"] = "report.html"
         return files
 
     async def close(self) -> None:
@@ -375,7 +388,7 @@ def _as_workbook(output: Path, excel: Path) -> bool:
             if writer.rows + table.num_rows > 1_048_575:  # Excel's last row, less the header
                 writer.discard()
                 return False
-            writer.write(table)
+            writer.write(_untabbed(table))
         writer.commit()
     except BaseException:
         writer.discard()
@@ -383,11 +396,56 @@ def _as_workbook(output: Path, excel: Path) -> bool:
     return True
 
 
+def _untabbed(table: Any) -> Any:
+    """The excel-friendly CSV's cells as they were: a workbook's cells are text (the xlsx writer keeps a formula
+    text), so neither the tab before digits nor the quote before ``= + - @`` is needed there."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for i, column in enumerate(table.columns):
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            column = pc.replace_substring_regex(column, r"^\t(\d+)$", r"\1")
+            table = table.set_column(i, table.field(i), pc.replace_substring_regex(column, r"^'([=+\-@\t\r])", r"\1"))
+    return table
+
+
 def _display_name(name: str) -> str:
     """A file name fit to show and to offer as a download name: its last part, no control characters."""
     name = re.split(r"[\\/]", name)[-1]
     name = "".join(ch for ch in name if ch.isprintable() and ch not in '<>:"|?*').strip(" .")
     return name[:120] or "export.csv"
+
+
+def _unreadable(exc: BaseException, path: Path, job: Job) -> _Refusal:
+    """A file the plan could not read, told on the page: the error's first line, with the user's file name (never
+    the server's path), numbers masked."""
+    text = str(exc).replace(str(path), job.name).strip()
+    told = mask_text(text.splitlines()[0] if text else type(exc).__name__)
+    return _Refusal(400, f"无法读取文件 · {job.name} cannot be read: {told}")
+
+
+def _matches(given: str, token: str) -> bool:
+    """Whether ``given`` (from a header, a cookie or the query: any text at all) is the token; as bytes, so
+    that no value makes an error, and in constant time."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), token.encode("utf-8"))
+
+
+def _cookie(request: Request) -> str:
+    """The cookie's name for this console: with its port, since a browser shares a host's cookies between ports."""
+    return f"{_COOKIE}_{request.url.port or (443 if request.url.scheme == 'https' else 80)}"
+
+
+def _same_origin(request: Request) -> bool:
+    """Whether the request's ``Origin`` (else its ``Referer``) is exactly this server: scheme, host and port."""
+    claimed = request.headers.get("origin") or request.headers.get("referer") or ""
+    try:
+        theirs = urlsplit(claimed)
+        ports = (theirs.port, request.url.port)
+    except ValueError:  # a port that is no port
+        return False
+    defaults = {"http": 80, "https": 443}
+    mine = (request.url.scheme, (request.url.hostname or "").lower(), ports[1] or defaults.get(request.url.scheme))
+    return (theirs.scheme, (theirs.hostname or "").lower(), ports[0] or defaults.get(theirs.scheme)) == mine
 
 
 def _size(n: int) -> str:
@@ -402,13 +460,12 @@ def create_app(console: Console, token: str) -> Starlette:
 
     def authorized(request: Request) -> bool:
         given = request.headers.get("authorization", "")
-        if given.lower().startswith("bearer ") and hmac.compare_digest(given[7:].strip(), token):
+        if given.lower().startswith("bearer ") and _matches(given[7:].strip(), token):
             return True
-        cookie = request.cookies.get(_COOKIE, "")
-        if cookie and hmac.compare_digest(cookie, token):
-            if request.method != "GET":  # a cookie rides along with any site's form: same origin only
-                origin = request.headers.get("origin") or request.headers.get("referer") or ""
-                return origin.startswith(f"{request.url.scheme}://{request.url.netloc}")
+        cookie = request.cookies.get(_cookie(request), "")
+        if cookie and _matches(cookie, token):
+            if request.method != "GET":  # a cookie rides along with any site's form: this very origin only
+                return _same_origin(request)
             return True
         return False
 
@@ -420,9 +477,9 @@ def create_app(console: Console, token: str) -> Starlette:
 
     async def page(request: Request) -> Response:
         given = request.query_params.get("token")
-        if given is not None and hmac.compare_digest(given, token):  # the first visit: keep it in a cookie
+        if given is not None and _matches(given, token):  # the first visit: keep it in a cookie
             response = RedirectResponse("/", status_code=303)
-            response.set_cookie(_COOKIE, token, httponly=True, samesite="strict", path="/")
+            response.set_cookie(_cookie(request), token, httponly=True, samesite="strict", path="/")
             return response
         if not authorized(request):
             return HTMLResponse(_UNAUTHORIZED, status_code=401)
@@ -442,6 +499,8 @@ def create_app(console: Console, token: str) -> Starlette:
             return await _route(request)
         except _Refusal as exc:
             return JSONResponse({"error": exc.message}, exc.status)
+        except (ValueError, UnicodeError) as exc:  # what a request sent, not understood: never a 500
+            return JSONResponse({"error": f"请求有误 · the request was not understood: {mask_text(str(exc))}"}, 400)
 
     async def _route(request: Request) -> Response:
         action, method = request.path_params.get("action", ""), request.method
@@ -464,7 +523,12 @@ def create_app(console: Console, token: str) -> Starlette:
         if method == "POST" and action == "plan":
             if job.state in _ACTIVE:
                 raise _Refusal(409, "the job is running; stop it first")
-            body = await request.json()
+            try:
+                body = await request.json()
+            except ValueError:
+                body = None
+            if not isinstance(body, dict) or not isinstance(body.get("column", ""), (str, type(None))):
+                raise _Refusal(400, '请求格式有误 · send the column to plan as JSON, e.g. {"column": "mobile"}')
             await asyncio.to_thread(console.plan, job, str(body.get("column") or ""))
             return JSONResponse(job.public())
         if method == "POST" and action == "run":
@@ -495,7 +559,8 @@ def create_app(console: Console, token: str) -> Starlette:
         name = request.path_params["name"]
         if name not in job.files:  # only names the server listed: nothing else on disk is reachable
             return JSONResponse({"error": "no such file"}, 404)
-        return FileResponse(console.folder(job) / "out" / name, filename=name,
+        stored = job.stored.get(name, name)  # (jobs made before downloads had names of their own: the same)
+        return FileResponse(console.folder(job) / "out" / stored, filename=name,
                             headers={"X-Content-Type-Options": "nosniff",
                                      "Content-Security-Policy": "sandbox"})  # fmt: skip
 
@@ -554,6 +619,10 @@ def serve_forever(*, host: str, port: int, checkpoint: str | None, simulate: boo
         data_dir or Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "qxt-pandas" / "serve"
     )
     token = os.environ.get("QXT_SERVE_TOKEN") or secrets.token_urlsafe(24)
+    if not _TOKEN.fullmatch(token):
+        print("qxt: QXT_SERVE_TOKEN must be 16 to 256 letters, digits or . _ ~ - (a token a person can type and a "
+              "URL carries); unset it for a random one.", file=sys.stderr)  # fmt: skip
+        return 2
     with contextlib.ExitStack() as stack:
         env = dict(os.environ)
         if simulate:

@@ -101,7 +101,7 @@ def test_plan_pays_nothing_and_a_run_writes_what_qxt_check_writes(tmp_path):
         store = c.data / "answers.qxt"
         paid = len(sim.ledger)
         mine = qxt("check", SAMPLE, "--column", "mobile", "--output", tmp_path / "cli.csv", "--checkpoint", store,
-                   "--base-url", url)  # fmt: skip
+                   "--base-url", url, "--excel-friendly")  # fmt: skip
         assert mine.returncode == 0 and len(sim.ledger) == paid  # the command found every answer the page paid for
         assert web.content == (tmp_path / "cli.csv").read_bytes()
         zipped = zipfile.ZipFile(io.BytesIO(http.get(f"/api/jobs/{made['id']}/files/crm_export.split.zip").content))

@@ -1,0 +1,127 @@
+"""qxt serve on a shared machine (issue 30): exact origins, a cookie per console, tokens that never make a 500,
+bad requests that get a 4xx, any column name and any file name running to the end, formulas defused in CSVs.
+Real ``qxt serve`` processes against the simulator in this test process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+
+import httpx
+import pandas as pd
+import pytest
+from conftest import SECRET, rich
+from test_serve import console, run_to_end, upload
+
+from qxt_pandas.simulator import _answers, serve
+
+pytest.importorskip("starlette")
+
+
+def _cookie_client(c, **more) -> httpx.Client:
+    """A browser's view: the token only in the console's cookie (the first visit set it)."""
+    bare = httpx.Client(base_url=c.base, timeout=30, **more)
+    first = bare.get(f"/?token={c.token}", follow_redirects=False)
+    assert first.status_code == 303
+    (name,) = [k for k in first.cookies]
+    assert name == f"qxt_token_{c.base.rsplit(':', 1)[1]}"  # the cookie names its console's port
+    return bare
+
+
+def test_a_post_carried_by_the_cookie_must_come_from_exactly_this_origin(tmp_path):
+    sim = rich()
+    csv = tmp_path / "in.csv"
+    csv.write_text("mobile\n13800000001\n")
+    with serve(sim) as url, console(tmp_path, url) as c, contextlib.closing(_cookie_client(c)) as browser:
+        port = c.base.rsplit(":", 1)[1]
+        elsewhere = [f"http://127.0.0.1:{port}0", f"http://127.0.0.1:{port}.evil.example", f"http://127.0.0.1:{port}0000",
+                     f"https://127.0.0.1:{port}", f"http://localhost.evil:{port}", "null"]  # fmt: skip
+        for origin in elsewhere:
+            with open(csv, "rb") as f:
+                forged = browser.post("/api/jobs", files={"file": ("in.csv", f)}, headers={"Origin": origin})
+            assert forged.status_code == 401, origin
+            with open(csv, "rb") as f:
+                referred = browser.post("/api/jobs", files={"file": ("in.csv", f)},
+                                        headers={"Referer": f"{origin}/page"})  # fmt: skip
+            assert referred.status_code == 401, origin
+        with open(csv, "rb") as f:
+            mine = browser.post("/api/jobs", files={"file": ("in.csv", f)}, headers={"Origin": c.base})
+        assert mine.status_code == 200
+    assert len(sim.ledger) == 0
+
+
+@pytest.mark.parametrize("where", ["query", "bearer", "cookie"])
+def test_any_token_value_is_a_401_never_a_500(tmp_path, where):
+    sim = rich()
+    with serve(sim) as url, console(tmp_path, url) as c, httpx.Client(base_url=c.base, timeout=30) as bare:
+        port = c.base.rsplit(":", 1)[1]
+        for value in ["tök", "\u200b", "x" * 5000, "%00", c.token + "é", "😀"]:
+            if where == "query":
+                got = bare.get("/", params={"token": value})
+            elif where == "bearer":
+                got = bare.get("/api/jobs", headers={"Authorization": b"Bearer " + value.encode()})  # raw UTF-8 bytes
+            else:
+                got = bare.get("/api/jobs", headers={"Cookie": f"qxt_token_{port}=".encode() + value.encode()})
+            assert got.status_code == 401, (where, value)
+
+
+def test_a_token_that_cannot_be_typed_or_sent_is_refused_at_start(tmp_path):
+    env = {**os.environ, "QXT_APIKEY": SECRET, "QXT_SERVE_TOKEN": "tök-with-an-umlaut-0000"}
+    args = [sys.executable, "-m", "qxt_pandas.cli", "serve", "--port", "0", "--data-dir", str(tmp_path / "serve")]
+    started = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
+    assert started.returncode == 2 and "QXT_SERVE_TOKEN" in started.stderr
+
+
+def test_bad_requests_get_a_4xx_and_a_failed_upload_leaves_nothing(tmp_path):
+    sim = rich()
+    (tmp_path / "ragged.csv").write_text("a,b\n1,2,3,4\n5\n" + "x,y\n" * 10)
+    (tmp_path / "ok.csv").write_text("mobile\n13800000001\n")
+    with serve(sim) as url, console(tmp_path, url) as c, c.client() as http:
+        job = upload(http, tmp_path / "ok.csv")["id"]
+        for body in (b"[]", b'"mobile"', b"not json", b'{"column": 5}', b"\xff\xfe"):
+            got = http.post(f"/api/jobs/{job}/plan", content=body, headers={"Content-Type": "application/json"})
+            assert got.status_code == 400 and "column" in got.json()["error"], body
+        before = sorted(p.name for p in (c.data / "jobs").iterdir())
+        with open(tmp_path / "ragged.csv", "rb") as f:
+            ragged = http.post("/api/jobs", files={"file": ("ragged.csv", f)})
+        assert 400 <= ragged.status_code < 500 and str(c.data) not in ragged.text
+        assert sorted(p.name for p in (c.data / "jobs").iterdir()) == before  # nothing left behind
+    assert len(sim.ledger) == 0
+
+
+def test_any_column_name_and_a_long_chinese_file_name_run_to_the_end(tmp_path, monkeypatch):
+    sim = rich()
+    name = "客户导出" * 21 + ".csv"  # 84 Chinese characters: 252 bytes before the suffix
+    path = tmp_path / "in.csv"
+    pd.DataFrame({"-phone": ["13800000001", "13800000002"], "--output": ["x", "y"]}).to_csv(path, index=False)
+    with serve(sim) as url, console(tmp_path, url) as c, c.client() as http:
+        made = upload(http, path, name=name, column="-phone")
+        done = run_to_end(http, made["id"], states=("done",))
+        checked = [f for f in done["files"] if f.endswith(".checked.csv")]
+        assert checked == [name.removesuffix(".csv") + ".checked.csv"]
+        got = http.get(f"/api/jobs/{made['id']}/files/{checked[0]}")
+        assert got.status_code == 200 and "filename*=utf-8''" in got.headers["content-disposition"]
+    assert len(sim.ledger) == 2
+
+
+def test_a_vendor_status_that_looks_like_a_formula_is_defused_in_the_csv_download(tmp_path, monkeypatch):
+    real = _answers.answer
+
+    def hostile(mobile: str):
+        outcome, result = real(mobile)
+        if result is not None:
+            result = {**result, "Status": '=HYPERLINK("http://evil.example","正常")'}
+        return outcome, result
+
+    monkeypatch.setattr(_answers, "answer", hostile)
+    sim = rich()
+    path = tmp_path / "in.csv"
+    path.write_text("mobile\n13800000001\n")
+    with serve(sim) as url, console(tmp_path, url) as c, c.client() as http:
+        made = upload(http, path)
+        done = run_to_end(http, made["id"], states=("done",))
+        text = http.get(f"/api/jobs/{made['id']}/files/{done['files'][0]}").content.decode("utf-8-sig")
+    assert "'=HYPERLINK" in text and ",=HYPERLINK" not in text
