@@ -65,6 +65,9 @@ _SUFFIXES = {
     ".parquet": ".parquet",
     ".pq": ".parquet",
 }
+#: The most columns a file may have here (planning guesses the phone column by reading each).
+MAX_COLUMNS = 2_000
+_HEADROOM = 64 * 2**20  # bytes a disk keeps free beyond an upload and its results
 _COOKIE = "qxt_token"  # and the port: consoles on one host keep a cookie each
 #: What a token may hold: characters a person can type and a URL carries as they are.
 _TOKEN = re.compile(r"[A-Za-z0-9._~-]{16,256}")
@@ -167,16 +170,28 @@ class Console:
         suffix = _SUFFIXES.get(Path(name).suffix.lower())
         if suffix is None:
             raise _Refusal(400, f"{name}: choose a .csv, .tsv, .txt, .xlsx or .parquet file")
+        free = shutil.disk_usage(self.root).free
+        if free < 2 * declared + _HEADROOM:  # the upload, its results (about as large again), and room to spare
+            raise _Refusal(507, f"磁盘空间不足 · the server's disk is too full for this file ({_size(free)} free): "
+                                "ask whoever runs it to make room, or delete finished jobs")  # fmt: skip
         job = Job(id=uuid.uuid4().hex[:12], name=name, suffix=suffix, created=time.time())
         self.folder(job).mkdir(parents=True)
         size = 0
         try:
             with open(self.input(job), "wb") as out:
                 while chunk := await upload.read(1 << 20):
+                    if size == 0:  # the content says what the file is, not its name (a CSV called .xlsx)
+                        job.suffix = _sniffed(chunk, suffix)
                     size += len(chunk)
                     if size > self.max_upload:
                         raise _Refusal(413, f"the file is larger than this server accepts ({_size(self.max_upload)})")
                     out.write(chunk)
+            if job.suffix != suffix:
+                os.replace(self.folder(job) / f"input{suffix}", self.input(job))
+        except OSError as exc:  # a full disk: said plainly, nothing half-written left
+            shutil.rmtree(self.folder(job), ignore_errors=True)
+            told = f"磁盘空间不足 · the upload could not be stored ({exc.strerror}); nothing was kept"
+            raise _Refusal(507, told) from None
         except BaseException:
             shutil.rmtree(self.folder(job), ignore_errors=True)
             raise
@@ -200,6 +215,9 @@ class Console:
             source = open_source(self.input(job))
         except InputError as exc:
             raise _Refusal(400, str(exc).replace(str(self.input(job)), job.name)) from None
+        if len(source.columns) > MAX_COLUMNS:  # guessing the column reads each: 50,000 of them took 34 s
+            raise _Refusal(400, f"列太多 · {job.name} has {len(source.columns):,} columns; the console takes at most "
+                                f"{MAX_COLUMNS:,}. Keep the columns you need, or use qxt check --column.")  # fmt: skip
         job.columns = source.columns
         try:
             chosen = column or job.column or guess_column(source)
@@ -394,6 +412,15 @@ def _as_workbook(output: Path, excel: Path) -> bool:
         writer.discard()
         raise
     return True
+
+
+def _sniffed(head: bytes, suffix: str) -> str:
+    """The suffix the first bytes of an upload show (a zip is a workbook, ``PAR1`` Parquet, else text)."""
+    if head.startswith(b"PK\x03\x04"):
+        return ".xlsx"
+    if head.startswith(b"PAR1"):
+        return ".parquet"
+    return suffix if suffix in (".csv", ".tsv") else ".csv"
 
 
 def _untabbed(table: Any) -> Any:

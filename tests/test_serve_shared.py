@@ -125,3 +125,24 @@ def test_a_vendor_status_that_looks_like_a_formula_is_defused_in_the_csv_downloa
         done = run_to_end(http, made["id"], states=("done",))
         text = http.get(f"/api/jobs/{made['id']}/files/{done['files'][0]}").content.decode("utf-8-sig")
     assert "'=HYPERLINK" in text and ",=HYPERLINK" not in text
+
+
+def test_a_file_of_too_many_columns_is_refused_at_once_and_a_csv_named_xlsx_is_read_as_csv(tmp_path):
+    import time
+
+    sim = rich()
+    wide = tmp_path / "wide.csv"
+    wide.write_text(",".join(f"c{i}" for i in range(50_000)) + "\n" + ",".join("1" for _ in range(50_000)) + "\n")
+    named = tmp_path / "named.xlsx"
+    named.write_text("mobile\n13800000001\n13800000002\n")
+    with serve(sim) as url, console(tmp_path, url) as c, c.client() as http:
+        started = time.monotonic()
+        with open(wide, "rb") as f:
+            refused = http.post("/api/jobs", files={"file": ("wide.csv", f)})
+        assert refused.status_code == 400 and "50,000 columns" in refused.json()["error"]
+        assert time.monotonic() - started < 10  # (it took 34 s and +458 MiB to plan before)
+        assert not list((c.data / "jobs").iterdir())
+        made = upload(http, named)
+        assert made["plan"]["unique"] == 2 and made["column"] == "mobile"
+        assert run_to_end(http, made["id"], states=("done",))["files"]
+    assert len(sim.ledger) == 2
