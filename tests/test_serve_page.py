@@ -76,3 +76,44 @@ def test_the_page_uploads_runs_and_downloads_in_a_real_browser(tmp_path):
         (ROOT / "docs" / "images").mkdir(exist_ok=True)
         for name in ("serve-1280.png", "serve-390.png"):
             shutil.copy(tmp_path / name, ROOT / "docs" / "images" / name)
+
+
+def test_choosing_a_job_shows_exactly_that_job_and_every_job_is_listed(tmp_path):
+    sim = rich(latency=0.002)
+    done_csv, planned_csv = tmp_path / "done.csv", tmp_path / "planned.csv"
+    done_csv.write_text("mobile,name\n13800000001,a\n")
+    planned_csv.write_text("phone,city,note\n13800000002,b,c\n")
+    with serve(sim) as url, console(tmp_path, url) as c, sync_api.sync_playwright() as pw:
+        try:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        except sync_api.Error as exc:
+            pytest.skip(f"Chromium at {CHROMIUM} would not start here: {str(exc).splitlines()[0]}")
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(f"{c.base}/?token={c.token}")
+            page.set_input_files("#file", str(done_csv))
+            page.wait_for_selector("#plan-section:not([hidden])")
+            page.click("#run")
+            page.locator("#state", has_text="完成").wait_for(timeout=60_000)
+            page.set_input_files("#file", str(planned_csv))
+            page.locator("#job-name", has_text="planned.csv").wait_for()
+            page.locator("#jobs tr").nth(1).wait_for()
+            page.click("#jobs >> text=done.csv")
+            page.locator("#job-name", has_text="done.csv").wait_for()
+            assert "完成" in page.inner_text("#state") and page.locator("#files a").count() >= 1
+            page.click("#jobs >> text=planned.csv")
+            page.locator("#job-name", has_text="planned.csv").wait_for()
+            assert page.locator("#progress-section").is_hidden()  # nothing of the done job stays
+            assert page.locator("#column option").all_inner_texts() == ["phone", "city", "note"]
+            for k in range(23):  # more than a page of jobs: every one is listed, a page at a time
+                page.set_input_files("#file", files=[{"name": f"j{k}.csv", "mimeType": "text/csv",
+                                                      "buffer": b"mobile\n13800000009\n"}])  # fmt: skip
+                page.locator("#job-name", has_text=f"j{k}.csv").wait_for()
+            page.locator("#page-text", has_text="25").wait_for()
+            page.click("#next")
+            assert page.locator("#jobs tr").count() == 5
+            page.locator("#jobs tr").last.locator("button.delete").click()
+            page.locator("#page-text", has_text="24").wait_for()
+        finally:
+            browser.close()
+    assert len(sim.ledger) == 1

@@ -4,6 +4,8 @@
 const $ = (id) => document.getElementById(id);
 let job = null;
 let events = null;
+let page = 0;  // of the job list, 20 a page
+const PAGE = 20;
 
 const STATES = {
   planned: "待检测 · planned", queued: "排队中 · queued (another job is paying from the same store)",
@@ -45,24 +47,29 @@ function rows(table, pairs) {
 }
 
 function render(data) {
+  if (job && job.id !== data.id) show("");  // another job: nothing of the one before stays on the page
   job = data;
   $("plan-section").hidden = false;
   $("job-name").textContent = data.name;
   const select = $("column");
-  if (select.options.length !== data.columns.length) {
+  const names = Array.from(select.options, (o) => o.value);
+  if (names.length !== data.columns.length || names.some((name, i) => name !== data.columns[i])) {
     select.replaceChildren(...data.columns.map((name) => new Option(name, name)));
   }
   select.value = data.column;
-  if (data.plan) {
-    rows($("plan"), PLAN.map(([key, label]) => [label, data.plan[key]]));
-    if (data.plan.covered === false) show("余额不足以支付本次查询 · The balance does not cover this run: top up, or the run stops when it runs out (answers so far are kept).");
-  }
+  rows($("plan"), data.plan ? PLAN.map(([key, label]) => [label, data.plan[key]]) : []);
+  if (data.plan && data.plan.covered === false) show("余额不足以支付本次查询 · The balance does not cover this run: top up, or the run stops when it runs out (answers so far are kept).");
   const active = ["queued", "running", "stopping"].includes(data.state);
   $("run").disabled = active;
   $("run").hidden = data.state === "done";
   $("stop").hidden = !active;
   select.disabled = active;
-  if (data.state !== "planned") {
+  $("progress-section").hidden = data.state === "planned";
+  if (data.state === "planned") {
+    $("state").textContent = "";
+    rows($("summary"), []);
+    $("files").replaceChildren();
+  } else {
     $("progress-section").hidden = false;
     const p = data.progress || {};
     $("bar").max = Math.max(1, p.total || data.total || 1);
@@ -96,6 +103,7 @@ function watch(id) {
   events.onmessage = (event) => {
     const data = JSON.parse(event.data);
     render(data);
+    if (data.id !== (job && job.id)) return;  // a stream of a job no longer shown
     if (!["queued", "running", "stopping"].includes(data.state)) { events.close(); events = null; jobs(); }
   };
   events.onerror = () => { if (events) { events.close(); events = null; } };
@@ -121,18 +129,41 @@ async function jobs() {
     const data = await call("GET", "/api/jobs");
     const table = $("jobs");
     table.replaceChildren();
-    for (const j of data.jobs.slice(0, 20)) {
+    const pages = Math.max(1, Math.ceil(data.jobs.length / PAGE));
+    page = Math.min(page, pages - 1);
+    for (const j of data.jobs.slice(page * PAGE, (page + 1) * PAGE)) {
       const tr = table.insertRow();
       const name = tr.insertCell();
       const a = document.createElement("a");
       a.href = "#"; a.textContent = j.name;
-      a.addEventListener("click", (e) => { e.preventDefault(); render(j); if (["queued", "running", "stopping"].includes(j.state)) watch(j.id); });
+      a.addEventListener("click", (e) => { e.preventDefault(); choose(j.id); });
       name.append(a);
       tr.insertCell().textContent = new Date(j.created * 1000).toLocaleString();
       tr.insertCell().textContent = STATES[j.state] || j.state;
       const paid = tr.insertCell(); paid.className = "n";
       paid.textContent = j.summary && j.summary.paid != null ? `付费 paid ${j.summary.paid}` : "";
+      const remove = document.createElement("button");
+      remove.type = "button"; remove.className = "delete"; remove.textContent = "删除 · delete";
+      remove.disabled = ["queued", "running", "stopping"].includes(j.state);
+      remove.addEventListener("click", async () => {
+        try { await call("DELETE", `/api/jobs/${encodeURIComponent(j.id)}`); if (job && job.id === j.id) { job = null; $("plan-section").hidden = true; $("progress-section").hidden = true; } jobs(); } catch (error) { show(error.message); }
+      });
+      tr.insertCell().append(remove);
     }
+    $("pages").hidden = pages < 2;
+    $("page-text").textContent = `${page + 1} / ${pages} · ${data.jobs.length.toLocaleString()} 个任务 jobs`;
+    $("previous").disabled = page === 0;
+    $("next").disabled = page >= pages - 1;
+  } catch (error) { show(error.message); }
+}
+
+async function choose(id) {
+  // exactly that job, as the server has it now: its state, plan, summary and files, and nothing of another's
+  if (events) { events.close(); events = null; }
+  try {
+    const data = await call("GET", `/api/jobs/${encodeURIComponent(id)}`);
+    render(data);
+    if (["queued", "running", "stopping"].includes(data.state)) watch(data.id);
   } catch (error) { show(error.message); }
 }
 
@@ -159,6 +190,8 @@ window.addEventListener("DOMContentLoaded", () => {
   $("stop").addEventListener("click", async () => {
     try { render(await call("POST", `/api/jobs/${job.id}/stop`)); } catch (error) { show(error.message); }
   });
+  $("previous").addEventListener("click", () => { page = Math.max(0, page - 1); jobs(); });
+  $("next").addEventListener("click", () => { page += 1; jobs(); });
   info();
   jobs();
 });
