@@ -204,6 +204,7 @@ class Source:
     encoding: str | None = None
     delimiter: str = ","
     sheet: str | None = None
+    sheets: tuple[str, ...] = ()  # a workbook's sheets, in order
     note: str = ""  # what the user should know about how it was read (which sheet)
     block_bytes: int = BLOCK_BYTES  # Arrow's CSV block: at least twice the longest line (a 5 MiB row reads)
 
@@ -409,7 +410,7 @@ def _excel_source(path: Path, sheet: str | None) -> Source:
     raw = pd.read_excel(path, sheet_name=chosen, dtype=str, header=None, nrows=1)
     names = [str(c) if isinstance(c, str) and c.strip() else f"column {k + 1}"  # an empty header cell
              for k, c in enumerate(raw.iloc[0].tolist() if len(raw) else [])]  # fmt: skip
-    return Source(path, "excel", _text_schema(names), sheet=chosen, note=note)
+    return Source(path, "excel", _text_schema(names), sheet=chosen, sheets=tuple(sheets), note=note)
 
 
 def _excel_table(path: Path, sheet: str | None, schema: pa.Schema) -> pa.Table:

@@ -85,6 +85,8 @@ class Job:
     created: float
     column: str | None = None
     columns: list[str] = field(default_factory=list)
+    sheet: str | None = None  # a workbook's sheet the plan reads, of ``sheets``
+    sheets: list[str] = field(default_factory=list)
     plan: dict[str, Any] | None = None
     state: str = "planned"
     progress: dict[str, Any] = field(default_factory=dict)
@@ -207,18 +209,22 @@ class Console:
             raise _unreadable(exc, self.input(job), job) from None
         return job
 
-    def plan(self, job: Job, column: str | None = None) -> None:
-        """The free plan for ``job`` (the column guessed when none is named): rows, invalid, to pay, balance."""
+    def plan(self, job: Job, column: str | None = None, sheet: str | None = None) -> None:
+        """The free plan for ``job`` (the column guessed when none is named; a workbook's ``sheet``, else the one
+        chosen before, else its first): rows, invalid, to pay, balance."""
         from .stream import plan_file
 
+        if sheet and sheet != job.sheet:
+            job.column = None  # another sheet: its own columns, its own guess
         try:
-            source = open_source(self.input(job))
+            source = open_source(self.input(job), sheet=sheet or job.sheet)
         except InputError as exc:
             raise _Refusal(400, str(exc).replace(str(self.input(job)), job.name)) from None
         if len(source.columns) > MAX_COLUMNS:  # guessing the column reads each: 50,000 of them took 34 s
             raise _Refusal(400, f"列太多 · {job.name} has {len(source.columns):,} columns; the console takes at most "
                                 f"{MAX_COLUMNS:,}. Keep the columns you need, or use qxt check --column.")  # fmt: skip
         job.columns = source.columns
+        job.sheet, job.sheets = source.sheet, list(source.sheets)
         try:
             chosen = column or job.column or guess_column(source)
         except Exception as exc:  # a ragged or broken file, met while reading its first rows
@@ -273,7 +279,8 @@ class Console:
             output = out / f"checked{'.csv' if job.suffix == '.tsv' else job.suffix}"
             args = [sys.executable, "-m", "qxt_pandas.cli", "check", str(self.input(job)), f"--column={job.column}",
                     "--output", str(output), "--split", "--checkpoint", self.checkpoint, "--progress", "json",
-                    *(["--excel-friendly"] if output.suffix == ".csv" else [])]  # fmt: skip
+                    *(["--excel-friendly"] if output.suffix == ".csv" else []),
+                    *([f"--sheet={job.sheet}"] if job.sheet else [])]  # fmt: skip
             if self.base_url:
                 args += ["--base-url", self.base_url]
             # Its own session: a Ctrl-C at the server's terminal reaches the server only, which then sends the
@@ -554,9 +561,10 @@ def create_app(console: Console, token: str) -> Starlette:
                 body = await request.json()
             except ValueError:
                 body = None
-            if not isinstance(body, dict) or not isinstance(body.get("column", ""), (str, type(None))):
+            if not isinstance(body, dict) or not all(isinstance(body.get(k, ""), (str, type(None)))
+                                                     for k in ("column", "sheet")):  # fmt: skip
                 raise _Refusal(400, '请求格式有误 · send the column to plan as JSON, e.g. {"column": "mobile"}')
-            await asyncio.to_thread(console.plan, job, str(body.get("column") or ""))
+            await asyncio.to_thread(console.plan, job, str(body.get("column") or ""), body.get("sheet") or None)
             return JSONResponse(job.public())
         if method == "POST" and action == "run":
             await console.run(job)

@@ -146,3 +146,20 @@ def test_a_file_of_too_many_columns_is_refused_at_once_and_a_csv_named_xlsx_is_r
         assert made["plan"]["unique"] == 2 and made["column"] == "mobile"
         assert run_to_end(http, made["id"], states=("done",))["files"]
     assert len(sim.ledger) == 2
+
+
+def test_a_workbooks_sheets_are_listed_in_the_plan_and_one_can_be_chosen(tmp_path):
+    sim = rich()
+    book = tmp_path / "crm.xlsx"
+    with pd.ExcelWriter(book) as writer:
+        pd.DataFrame({"说明": ["导出说明", "2026-12"]}).to_excel(writer, sheet_name="说明", index=False)
+        pd.DataFrame({"name": ["a", "b"], "mobile": ["13800000001", "13800000002"]}).to_excel(
+            writer, sheet_name="客户", index=False)  # fmt: skip
+    with serve(sim) as url, console(tmp_path, url) as c, c.client() as http:
+        made = upload(http, book)
+        job = http.get(f"/api/jobs/{made['id']}").json()
+        assert job["sheets"] == ["说明", "客户"] and job["sheet"] == "说明"
+        chosen = http.post(f"/api/jobs/{made['id']}/plan", json={"sheet": "客户"}).json()
+        assert chosen["sheet"] == "客户" and chosen["column"] == "mobile" and chosen["plan"]["unique"] == 2
+        assert run_to_end(http, made["id"], states=("done",))["summary"]["paid"] == 2
+    assert len(sim.ledger) == 2

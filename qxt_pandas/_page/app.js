@@ -57,6 +57,10 @@ function render(data) {
     select.replaceChildren(...data.columns.map((name) => new Option(name, name)));
   }
   select.value = data.column;
+  const sheets = data.sheets || [];
+  $("sheet-label").hidden = sheets.length < 2;
+  $("sheet").replaceChildren(...sheets.map((name) => new Option(name, name)));
+  $("sheet").value = data.sheet || "";
   rows($("plan"), data.plan ? PLAN.map(([key, label]) => [label, data.plan[key]]) : []);
   if (data.plan && data.plan.covered === false) show("余额不足以支付本次查询 · The balance does not cover this run: top up, or the run stops when it runs out (answers so far are kept).");
   const active = ["queued", "running", "stopping"].includes(data.state);
@@ -64,6 +68,7 @@ function render(data) {
   $("run").hidden = data.state === "done";
   $("stop").hidden = !active;
   select.disabled = active;
+  $("sheet").disabled = active;
   $("progress-section").hidden = data.state === "planned";
   if (data.state === "planned") {
     $("state").textContent = "";
@@ -183,6 +188,9 @@ window.addEventListener("DOMContentLoaded", () => {
   drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); if (e.dataTransfer.files[0]) upload(e.dataTransfer.files[0]); });
   $("column").addEventListener("change", async (e) => {
     try { show(""); render(await call("POST", `/api/jobs/${job.id}/plan`, { column: e.target.value })); } catch (error) { show(error.message); }
+  });
+  $("sheet").addEventListener("change", async (e) => {
+    try { show(""); render(await call("POST", `/api/jobs/${job.id}/plan`, { sheet: e.target.value })); } catch (error) { show(error.message); }
   });
   $("run").addEventListener("click", async () => {
     try { show(""); render(await call("POST", `/api/jobs/${job.id}/run`)); watch(job.id); } catch (error) { show(error.message); }
