@@ -447,7 +447,10 @@ def _display_name(name: str) -> str:
     """A file name fit to show and to offer as a download name: its last part, no control characters."""
     name = re.split(r"[\\/]", name)[-1]
     name = "".join(ch for ch in name if ch.isprintable() and ch not in '<>:"|?*').strip(" .")
-    return name[:120] or "export.csv"
+    if len(name) > 120:  # shortened before its suffix, which says what the file is
+        stem, suffix = os.path.splitext(name)
+        name = stem[: 120 - len(suffix[:10])] + suffix[:10]
+    return name or "export.csv"
 
 
 def _unreadable(exc: BaseException, path: Path, job: Job) -> _Refusal:

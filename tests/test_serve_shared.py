@@ -163,3 +163,31 @@ def test_a_workbooks_sheets_are_listed_in_the_plan_and_one_can_be_chosen(tmp_pat
         assert chosen["sheet"] == "客户" and chosen["column"] == "mobile" and chosen["plan"]["unique"] == 2
         assert run_to_end(http, made["id"], states=("done",))["summary"]["paid"] == 2
     assert len(sim.ledger) == 2
+
+
+def test_a_very_long_name_keeps_its_suffix_and_random_requests_never_make_a_500(tmp_path):
+    import random
+
+    sim = rich()
+    path = tmp_path / "in.csv"
+    path.write_text("mobile\n13800000001\n")
+    with serve(sim) as url, console(tmp_path, url) as c, c.client() as http:
+        made = upload(http, path, name="导" * 200 + ".csv")
+        assert made["plan"]["unique"] == 1
+        job = made["id"]
+        rng = random.Random(28)
+        routes = [("POST", "/api/jobs"), ("POST", f"/api/jobs/{job}/plan"), ("POST", f"/api/jobs/{job}/stop"),
+                  ("GET", f"/api/jobs/{job}"), ("GET", "/api/jobs"), ("DELETE", "/api/jobs/nope"),
+                  ("POST", f"/api/jobs/{job}/nope"), ("GET", f"/api/jobs/{job}/files/x"),
+                  ("GET", "/api/info")]  # fmt: skip
+        kinds = ["application/json", "multipart/form-data; boundary=x", "multipart/form-data", "text/plain",
+                 "application/x-www-form-urlencoded", ""]  # fmt: skip
+        for _ in range(150):
+            method, route = rng.choice(routes)
+            body = bytes(rng.randrange(256) for _ in range(rng.choice([0, 1, 7, 100, 3000])))
+            if rng.random() < 0.3:
+                body = rng.choice([b"[]", b"{}", b'{"column": []}', b'"x"', b"--x\r\n", b"null", b'{"sheet": 1}'])
+            headers = {"Content-Type": rng.choice(kinds)} if rng.random() < 0.8 else {}
+            got = http.request(method, route, content=body, headers=headers)
+            assert got.status_code < 500, (method, route, body[:40], headers, got.status_code, got.text[:200])
+    assert len(sim.ledger) == 0
