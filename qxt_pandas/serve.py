@@ -68,6 +68,7 @@ _SUFFIXES = {
 #: The most columns a file may have here (planning guesses the phone column by reading each).
 MAX_COLUMNS = 2_000
 _HEADROOM = 64 * 2**20  # bytes a disk keeps free beyond an upload and its results
+_MAX_UNPACKED = 2 * 2**30  # a workbook's XML, unpacked: more than Excel's 1,048,576 rows hold in practice
 _COOKIE = "qxt_token"  # and the port: consoles on one host keep a cookie each
 #: What a token may hold: characters a person can type and a URL carries as they are.
 _TOKEN = re.compile(r"[A-Za-z0-9._~-]{16,256}")
@@ -190,6 +191,8 @@ class Console:
                     out.write(chunk)
             if job.suffix != suffix:
                 os.replace(self.folder(job) / f"input{suffix}", self.input(job))
+            if job.suffix == ".xlsx":
+                _refuse_bomb(self.input(job), job)
         except OSError as exc:  # a full disk: said plainly, nothing half-written left
             shutil.rmtree(self.folder(job), ignore_errors=True)
             told = f"磁盘空间不足 · the upload could not be stored ({exc.strerror}); nothing was kept"
@@ -419,6 +422,20 @@ def _as_workbook(output: Path, excel: Path) -> bool:
         writer.discard()
         raise
     return True
+
+
+def _refuse_bomb(path: Path, job: Job) -> None:
+    """Refuse a workbook that unpacks to far more than it weighs (a zip bomb: 420 KB planned 4M rows in 105 s and
+    1.2 GB); an ordinary xlsx unpacks to 5-15 times its size."""
+    try:
+        with zipfile.ZipFile(path) as book:
+            infos = book.infolist()
+    except (zipfile.BadZipFile, OSError):
+        return  # not a workbook after all: the plan says so
+    packed, unpacked = sum(i.compress_size for i in infos), sum(i.file_size for i in infos)
+    if unpacked > _MAX_UNPACKED or (unpacked > 64 * 2**20 and unpacked > 100 * max(packed, 1)):
+        raise _Refusal(400, f"工作簿过大 · {job.name} unpacks to {_size(unpacked)} ({unpacked / max(packed, 1):,.0f} "
+                            "times its size): refused. Save it as CSV, or split it.")  # fmt: skip
 
 
 def _sniffed(head: bytes, suffix: str) -> str:

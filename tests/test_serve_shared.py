@@ -191,3 +191,21 @@ def test_a_very_long_name_keeps_its_suffix_and_random_requests_never_make_a_500(
             got = http.request(method, route, content=body, headers=headers)
             assert got.status_code < 500, (method, route, body[:40], headers, got.status_code, got.text[:200])
     assert len(sim.ledger) == 0
+
+
+def test_a_workbook_that_unpacks_to_a_thousand_times_its_size_is_refused_at_once(tmp_path):
+    import time
+    import zipfile
+
+    bomb = tmp_path / "bomb.xlsx"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as book:
+        book.writestr("[Content_Types].xml", "<Types/>")
+        book.writestr("xl/worksheets/sheet1.xml", "<row><c><v>1</v></c></row>" * 4_000_000)  # ~100 MB of rows
+    assert bomb.stat().st_size < 1_000_000
+    sim = rich()
+    with serve(sim) as url, console(tmp_path, url) as c, c.client() as http:
+        started = time.monotonic()
+        with open(bomb, "rb") as f:
+            refused = http.post("/api/jobs", files={"file": ("bomb.xlsx", f)})
+        assert refused.status_code == 400 and "times its size" in refused.json()["error"]
+        assert time.monotonic() - started < 10 and not list((c.data / "jobs").iterdir())
