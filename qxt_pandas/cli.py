@@ -203,6 +203,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--simulate", action="store_true", help="run against the bundled simulator (no key, no cost)")
     serve.add_argument("--base-url", help="the service's URL (default $QXT_BASE_URL, then the vendor)")
     serve.add_argument("--max-upload", default="200MB", help="the largest file accepted (default 200MB)")
+    serve.add_argument("--max-data", default="10GB",
+                       help="the most the data dir may hold, uploads and results (default 10GB)")  # fmt: skip
     serve.add_argument("--keep-days", type=float, default=7, help="jobs and their files are deleted after this")
     serve.add_argument("--data-dir", type=Path, help="where jobs are kept (default ~/.local/share/qxt-pandas/serve)")
 
@@ -277,7 +279,7 @@ def _serve(args: argparse.Namespace) -> int:
         _say("qxt serve needs the serve extra: pip install 'qxt-pandas[serve]'")
         return EXIT_USAGE
     try:
-        limit = parse_size(args.max_upload)
+        limit, quota = parse_size(args.max_upload), parse_size(args.max_data, name="--max-data")
     except ValueError as exc:
         _say(str(exc))
         return EXIT_USAGE
@@ -288,6 +290,7 @@ def _serve(args: argparse.Namespace) -> int:
         simulate=args.simulate,
         base_url=args.base_url,
         max_upload=limit,
+        max_data=quota,
         keep_days=args.keep_days,
         data_dir=args.data_dir,
     )

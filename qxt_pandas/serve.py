@@ -107,10 +107,11 @@ class Console:
     """The server's jobs, in ``root``; one paying run per store at a time."""
 
     def __init__(self, root: Path, *, checkpoint: str, base_url: str | None, env: dict[str, str],
-                 max_upload: int, keep_days: float, simulated: bool = False) -> None:  # fmt: skip
+                 max_upload: int, keep_days: float, simulated: bool = False,
+                 max_data: int = 10 * 2**30) -> None:  # fmt: skip
         self.root, self.checkpoint, self.base_url, self.env = root, checkpoint, base_url, env
         self.simulated = simulated
-        self.max_upload, self.keep_days = max_upload, keep_days
+        self.max_upload, self.keep_days, self.max_data = max_upload, keep_days, max_data
         (root / "jobs").mkdir(parents=True, exist_ok=True)
         self.jobs: dict[str, Job] = {}
         self._procs: dict[str, asyncio.subprocess.Process] = {}
@@ -173,6 +174,10 @@ class Console:
         suffix = _SUFFIXES.get(Path(name).suffix.lower())
         if suffix is None:
             raise _Refusal(400, f"{name}: choose a .csv, .tsv, .txt, .xlsx or .parquet file")
+        used = sum(f.stat().st_size for f in (self.root / "jobs").rglob("*") if f.is_file())
+        if used + 2 * declared > self.max_data:  # the upload and its results (about as large again)
+            raise _Refusal(507, f"存储已满 · this console's files take {_size(used)} of its {_size(self.max_data)} "
+                                "(--max-data): delete finished jobs, or ask whoever runs it for more")  # fmt: skip
         free = shutil.disk_usage(self.root).free
         if free < 2 * declared + _HEADROOM:  # the upload, its results (about as large again), and room to spare
             raise _Refusal(507, f"磁盘空间不足 · the server's disk is too full for this file ({_size(free)} free): "
@@ -666,7 +671,8 @@ def _simulated() -> Iterator[tuple[str, dict[str, str]]]:
 
 
 def serve_forever(*, host: str, port: int, checkpoint: str | None, simulate: bool, base_url: str | None,
-                  max_upload: int, keep_days: float, data_dir: Path | None) -> int:  # fmt: skip
+                  max_upload: int, keep_days: float, data_dir: Path | None,
+                  max_data: int = 10 * 2**30) -> int:  # fmt: skip
     """Run the console until interrupted; the first line printed is its URL with the token."""
     import uvicorn
 
@@ -696,7 +702,7 @@ def serve_forever(*, host: str, port: int, checkpoint: str | None, simulate: boo
 
         async def main() -> None:
             console = Console(root, checkpoint=store, base_url=base_url, env=env, max_upload=max_upload,
-                              keep_days=keep_days, simulated=simulate)  # fmt: skip
+                              max_data=max_data, keep_days=keep_days, simulated=simulate)  # fmt: skip
             # Progress streams (SSE) never end by themselves: 2 s for them, then the runs get their Ctrl-C and
             # up to the rest of the documented 30 s.
             config = uvicorn.Config(create_app(console, token), log_level="warning", access_log=False,
@@ -725,9 +731,9 @@ def _bind(host: str, port: int) -> Any:
     return sock
 
 
-def parse_size(text: str) -> int:
+def parse_size(text: str, name: str = "--max-upload") -> int:
     """``200MB``, ``1.5GB``, ``500k`` or a number of bytes."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmg]?)i?b?\s*", text.lower())
     if not match:
-        raise ValueError(f"--max-upload {text!r}: use a size such as 200MB or 1GB")
+        raise ValueError(f"{name} {text!r}: use a size such as 200MB or 1GB")
     return int(float(match.group(1)) * {"": 1, "k": 2**10, "m": 2**20, "g": 2**30}[match.group(2)])

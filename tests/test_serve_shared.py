@@ -209,3 +209,15 @@ def test_a_workbook_that_unpacks_to_a_thousand_times_its_size_is_refused_at_once
             refused = http.post("/api/jobs", files={"file": ("bomb.xlsx", f)})
         assert refused.status_code == 400 and "times its size" in refused.json()["error"]
         assert time.monotonic() - started < 10 and not list((c.data / "jobs").iterdir())
+
+
+def test_the_data_dir_quota_refuses_an_upload_with_a_clear_message_and_keeps_nothing(tmp_path):
+    path = tmp_path / "in.csv"
+    path.write_text("mobile\n" + "13800000001\n" * 5000)
+    sim = rich()
+    with serve(sim) as url, console(tmp_path, url, "--max-data", "150k") as c, c.client() as http:
+        upload(http, path)  # 60 KB: fits
+        with open(path, "rb") as f:
+            refused = http.post("/api/jobs", files={"file": ("in.csv", f)})
+        assert refused.status_code == 507 and "--max-data" in refused.json()["error"]
+        assert len(list((c.data / "jobs").iterdir())) == 1
