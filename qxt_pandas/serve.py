@@ -544,6 +544,20 @@ def create_app(console: Console, token: str) -> Starlette:
             return HTMLResponse(_UNAUTHORIZED, status_code=401)
         return HTMLResponse((_PAGE / "index.html").read_text(encoding="utf-8"))
 
+    async def login(request: Request) -> Response:
+        """The token typed into the page: a cookie for this console, and no URL in the browser's history holds it."""
+        length = request.headers.get("content-length", "")
+        given = ""
+        if length.isdigit() and int(length) <= 4096:
+            form = await request.form(max_files=0, max_fields=2)
+            given = str(form.get("token") or "").strip()
+        if given and _matches(given, token):
+            response = RedirectResponse("/", status_code=303)
+            response.set_cookie(_cookie(request), token, httponly=True, samesite="strict", path="/")
+            return response
+        wrong = '<h1>qxt serve</h1><p class="message">令牌不对 · That is not this console\'s token.</p>'
+        return HTMLResponse(_UNAUTHORIZED.replace("<h1>qxt serve</h1>", wrong), status_code=401)
+
     async def static(request: Request) -> Response:
         name = request.path_params["name"]
         if name not in ("app.js", "app.css"):
@@ -639,6 +653,7 @@ def create_app(console: Console, token: str) -> Starlette:
 
     routes = [
         Route("/", page),
+        Route("/login", login, methods=["POST"]),
         Route("/static/{name}", static),
         Route("/api/info", api),
         Route("/api/jobs", api, methods=["GET", "POST"]),
@@ -657,9 +672,13 @@ def create_app(console: Console, token: str) -> Starlette:
     return Starlette(routes=routes, middleware=[Middleware(BaseHTTPMiddleware, dispatch=secure)], lifespan=lifespan)
 
 
-_UNAUTHORIZED = """<!doctype html><meta charset="utf-8"><title>qxt serve</title>
-<p>需要令牌 · A token is needed: open the address <code>qxt serve</code> printed when it started (it ends in
-<code>?token=…</code>).</p>"""
+_UNAUTHORIZED = """<!doctype html><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<title>qxt serve</title><link rel="stylesheet" href="/static/app.css"><h1>qxt serve</h1>
+<form method="post" action="/login"><label>令牌 <span class="en">Token</span>
+<input type="password" name="token" autocomplete="off" required autofocus></label>
+<button type="submit">进入 · Enter</button></form>
+<p class="muted">令牌是 qxt serve 启动时打印的 “token: …” 一行 · The token is the line “token: …” qxt serve printed
+when it started. Typed here, it is kept in a cookie for this console, and in no address your browser remembers.</p>"""
 
 
 @contextlib.contextmanager
@@ -695,7 +714,8 @@ def serve_forever(*, host: str, port: int, checkpoint: str | None, simulate: boo
         store = checkpoint or str(root / "answers.qxt")
         sock = _bind(host, port)
         shown = f"[{host}]" if ":" in host else host
-        print(f"http://{shown}:{sock.getsockname()[1]}/?token={token}", flush=True)
+        # The token on a line of its own, to type into the page: an address holding it stays in browser history.
+        print(f"http://{shown}:{sock.getsockname()[1]}/\ntoken: {token}", flush=True)
         if host not in ("127.0.0.1", "localhost", "::1"):
             print(f"qxt: serving on {host}: anyone who can reach it and has the token can spend the balance",
                   file=sys.stderr, flush=True)  # fmt: skip

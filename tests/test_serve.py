@@ -47,10 +47,11 @@ def console(tmp_path: Path, url: str, *more: str) -> Iterator[Console]:
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
         first = proc.stdout.readline().strip() if proc.stdout else ""
-        assert first.startswith("http://127.0.0.1:") and "?token=" in first, first + (
+        second = proc.stdout.readline().strip() if proc.stdout else ""
+        assert first.startswith("http://127.0.0.1:") and second.startswith("token: "), first + (
             proc.stderr.read() if proc.stderr else ""
         )
-        base, token = first.split("/?token=")
+        base, token = first.rstrip("/"), second.removeprefix("token: ")
         yield Console(base, token, data, proc)
     finally:
         proc.terminate()

@@ -117,3 +117,35 @@ def test_choosing_a_job_shows_exactly_that_job_and_every_job_is_listed(tmp_path)
         finally:
             browser.close()
     assert len(sim.ledger) == 1
+
+
+def test_a_token_typed_into_the_page_leaves_no_trace_in_chromiums_history(tmp_path):
+    import sqlite3
+
+    sim = rich(latency=0.002)
+    profile = tmp_path / "profile"
+    with serve(sim) as url, console(tmp_path, url) as c, sync_api.sync_playwright() as pw:
+        try:
+            context = pw.chromium.launch_persistent_context(
+                str(profile), executable_path=CHROMIUM, headless=True,
+                args=["--no-sandbox", "--disable-background-networking", "--disable-component-update",
+                      "--no-first-run"],
+            )  # fmt: skip
+        except sync_api.Error as exc:
+            pytest.skip(f"Chromium at {CHROMIUM} would not start here: {str(exc).splitlines()[0]}")
+        try:
+            page = context.new_page()
+            page.goto(f"{c.base}/")  # the address the server printed: no token in it
+            page.fill("input[name=token]", "not-the-token-0000")
+            page.click("button[type=submit]")
+            page.locator(".message", has_text="令牌不对").wait_for()
+            page.fill("input[name=token]", c.token)
+            page.click("button[type=submit]")
+            page.wait_for_selector("#drop")  # in: the console's page
+            assert page.url == f"{c.base}/"
+        finally:
+            context.close()  # (Chromium writes its History database as it closes)
+    history = sqlite3.connect(f"file:{profile / 'Default' / 'History'}?mode=ro", uri=True)
+    urls = [row[0] for row in history.execute("select url from urls")]
+    history.close()
+    assert urls and not [u for u in urls if c.token in u or "token=" in u]
