@@ -162,18 +162,18 @@ class Console:
         """The uploaded file streamed to disk under a name the server makes; 413 past ``max_upload``."""
         length = request.headers.get("content-length")
         if length is None or not length.isdigit():  # (the form parser would spool an unbounded body first)
-            raise _Refusal(411, "send the upload with a Content-Length (browsers and httpx do)")
+            raise _Refusal(411, "缺少文件长度 · send the upload with a Content-Length (browsers and httpx do)")
         declared = int(length)
         if declared > self.max_upload + 64 * 1024:
-            raise _Refusal(413, f"the file is larger than this server accepts ({_size(self.max_upload)})")
+            raise self._too_large()
         form = await request.form(max_files=1, max_fields=4, max_part_size=64 * 1024)
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
-            raise _Refusal(400, "send the export as the multipart field 'file'")
+            raise _Refusal(400, "没有文件 · send the export as the multipart field 'file'")
         name = _display_name(upload.filename or "export.csv")
         suffix = _SUFFIXES.get(Path(name).suffix.lower())
         if suffix is None:
-            raise _Refusal(400, f"{name}: choose a .csv, .tsv, .txt, .xlsx or .parquet file")
+            raise _Refusal(400, f"文件类型不支持 · {name}: choose a .csv, .tsv, .txt, .xlsx or .parquet file")
         used = sum(f.stat().st_size for f in (self.root / "jobs").rglob("*") if f.is_file())
         if used + 2 * declared > self.max_data:  # the upload and its results (about as large again)
             raise _Refusal(507, f"存储已满 · this console's files take {_size(used)} of its {_size(self.max_data)} "
@@ -192,7 +192,7 @@ class Console:
                         job.suffix = _sniffed(chunk, suffix)
                     size += len(chunk)
                     if size > self.max_upload:
-                        raise _Refusal(413, f"the file is larger than this server accepts ({_size(self.max_upload)})")
+                        raise self._too_large()
                     out.write(chunk)
             if job.suffix != suffix:
                 os.replace(self.folder(job) / f"input{suffix}", self.input(job))
@@ -217,6 +217,9 @@ class Console:
             raise _unreadable(exc, self.input(job), job) from None
         return job
 
+    def _too_large(self) -> _Refusal:
+        return _Refusal(413, f"文件过大 · the file is larger than this server accepts ({_size(self.max_upload)})")
+
     def plan(self, job: Job, column: str | None = None, sheet: str | None = None) -> None:
         """The free plan for ``job`` (the column guessed when none is named; a workbook's ``sheet``, else the one
         chosen before, else its first): rows, invalid, to pay, balance."""
@@ -227,7 +230,7 @@ class Console:
         try:
             source = open_source(self.input(job), sheet=sheet or job.sheet)
         except InputError as exc:
-            raise _Refusal(400, str(exc).replace(str(self.input(job)), job.name)) from None
+            raise _Refusal(400, "无法读取文件 · " + str(exc).replace(str(self.input(job)), job.name)) from None
         if len(source.columns) > MAX_COLUMNS:  # guessing the column reads each: 50,000 of them took 34 s
             raise _Refusal(400, f"列太多 · {job.name} has {len(source.columns):,} columns; the console takes at most "
                                 f"{MAX_COLUMNS:,}. Keep the columns you need, or use qxt check --column.")  # fmt: skip
@@ -238,15 +241,15 @@ class Console:
         except Exception as exc:  # a ragged or broken file, met while reading its first rows
             raise _unreadable(exc, self.input(job), job) from None
         if chosen not in source.columns:
-            raise _Refusal(400, f"{job.name} has no column {chosen!r}; its columns are {source.columns}")
+            raise _Refusal(400, f"没有这一列 · {job.name} has no column {chosen!r}; its columns are {source.columns}")
         options = with_options(checkpoint=self.checkpoint, base_url=self.base_url, progress=False,
                                apikey=self.env.get("QXT_APIKEY"))  # fmt: skip
         try:
             plan = plan_file(source, chosen, options)
         except InputError as exc:
-            raise _Refusal(400, str(exc).replace(str(self.input(job)), job.name)) from None
+            raise _Refusal(400, "无法读取文件 · " + str(exc).replace(str(self.input(job)), job.name)) from None
         except Exception as exc:  # the balance could not be read: the key, the network
-            raise _Refusal(502, mask_text(str(exc))) from None
+            raise _Refusal(502, "无法读取余额 · " + mask_text(str(exc))) from None
         job.column, job.plan = chosen, {**asdict(plan), "will_query": plan.will_query, "covered": plan.covered}
         self.save(job)
         with contextlib.suppress(Exception):  # the plan bound the store to the service that answered
@@ -531,7 +534,7 @@ def create_app(console: Console, token: str) -> Starlette:
     def job_of(request: Request) -> Job:
         job = console.jobs.get(request.path_params["id"])
         if job is None:
-            raise _Refusal(404, "no such job (finished jobs are deleted after --keep-days)")
+            raise _Refusal(404, "没有这个任务 · no such job (finished jobs are deleted after --keep-days)")
         return job
 
     async def page(request: Request) -> Response:
@@ -567,7 +570,7 @@ def create_app(console: Console, token: str) -> Starlette:
 
     async def api(request: Request) -> Response:
         if not authorized(request):
-            return JSONResponse({"error": "unauthorized: open the URL the server printed (with its token)"}, 401)
+            return JSONResponse({"error": _NO_TOKEN}, 401)
         try:
             return await _route(request)
         except _Refusal as exc:
@@ -590,12 +593,12 @@ def create_app(console: Console, token: str) -> Starlette:
             return JSONResponse(job.public())
         if method == "DELETE" and action == "":
             if job.state in _ACTIVE:
-                raise _Refusal(409, "stop the job before deleting it")
+                raise _Refusal(409, "任务正在运行 · stop the job before deleting it")
             console.delete(job)
             return JSONResponse({"deleted": job.id})
         if method == "POST" and action == "plan":
             if job.state in _ACTIVE:
-                raise _Refusal(409, "the job is running; stop it first")
+                raise _Refusal(409, "任务正在运行 · the job is running; stop it first")
             try:
                 body = await request.json()
             except ValueError:
@@ -614,7 +617,7 @@ def create_app(console: Console, token: str) -> Starlette:
         if method == "GET" and action == "events":
             return StreamingResponse(_events(job), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-store"})  # fmt: skip
-        raise _Refusal(404, "no such action")
+        raise _Refusal(404, "没有这个操作 · no such action")
 
     async def _events(job: Job) -> AsyncIterator[str]:
         while True:
@@ -625,14 +628,14 @@ def create_app(console: Console, token: str) -> Starlette:
 
     async def download(request: Request) -> Response:
         if not authorized(request):
-            return JSONResponse({"error": "unauthorized"}, 401)
+            return JSONResponse({"error": _NO_TOKEN}, 401)
         try:
             job = job_of(request)
         except _Refusal as exc:
             return JSONResponse({"error": exc.message}, exc.status)
         name = request.path_params["name"]
         if name not in job.files:  # only names the server listed: nothing else on disk is reachable
-            return JSONResponse({"error": "no such file"}, 404)
+            return JSONResponse({"error": "没有这个文件 · no such file"}, 404)
         stored = job.stored.get(name, name)  # (jobs made before downloads had names of their own: the same)
         return FileResponse(console.folder(job) / "out" / stored, filename=name,
                             headers={"X-Content-Type-Options": "nosniff",
@@ -672,6 +675,7 @@ def create_app(console: Console, token: str) -> Starlette:
     return Starlette(routes=routes, middleware=[Middleware(BaseHTTPMiddleware, dispatch=secure)], lifespan=lifespan)
 
 
+_NO_TOKEN = "需要令牌 · unauthorized: open the page the server printed and type its token, or send it as a Bearer"
 _UNAUTHORIZED = """<!doctype html><meta charset="utf-8"><meta name="viewport" content="width=device-width">
 <title>qxt serve</title><link rel="stylesheet" href="/static/app.css"><h1>qxt serve</h1>
 <form method="post" action="/login"><label>令牌 <span class="en">Token</span>

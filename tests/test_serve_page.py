@@ -111,6 +111,7 @@ def test_choosing_a_job_shows_exactly_that_job_and_every_job_is_listed(tmp_path)
                 page.locator("#job-name", has_text=f"j{k}.csv").wait_for()
             page.locator("#page-text", has_text="25").wait_for()
             page.click("#next")
+            page.locator("#page-text", has_text="2 / 2").wait_for()
             assert page.locator("#jobs tr").count() == 5
             page.locator("#jobs tr").last.locator("button.delete").click()
             page.locator("#page-text", has_text="24").wait_for()
