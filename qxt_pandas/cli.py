@@ -197,8 +197,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)"
     )
-    serve.add_argument("--port", type=int, default=8765,
-                       help="port (0: a free one); the first line printed is the URL, the next the token")
+    serve.add_argument(
+        "--port",
+        type=int,
+        default=8765,
+        help="port (0: a free one); the first line printed is the URL, the next the token",
+    )
     serve.add_argument("--checkpoint", type=_location, metavar="STORE",
                        help="the answer store all jobs share (default: answers.qxt in the data dir)")  # fmt: skip
     serve.add_argument("--simulate", action="store_true", help="run against the bundled simulator (no key, no cost)")
