@@ -29,13 +29,18 @@ pytestmark = pytest.mark.skipif(
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _browser(pw):
+    """Debian's Chromium, or the test skips saying why."""
+    try:
+        return pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+    except sync_api.Error as exc:
+        pytest.skip(f"Chromium at {CHROMIUM} would not start here: {str(exc).splitlines()[0]}")
+
+
 def test_the_page_uploads_runs_and_downloads_in_a_real_browser(tmp_path):
     sim = rich(latency=0.002)
     with serve(sim) as url, console(tmp_path, url) as c, sync_api.sync_playwright() as pw:
-        try:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        except sync_api.Error as exc:
-            pytest.skip(f"Chromium at {CHROMIUM} would not start here: {str(exc).splitlines()[0]}")
+        browser = _browser(pw)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
             errors: list[str] = []
@@ -84,10 +89,7 @@ def test_choosing_a_job_shows_exactly_that_job_and_every_job_is_listed(tmp_path)
     done_csv.write_text("mobile,name\n13800000001,a\n")
     planned_csv.write_text("phone,city,note\n13800000002,b,c\n")
     with serve(sim) as url, console(tmp_path, url) as c, sync_api.sync_playwright() as pw:
-        try:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        except sync_api.Error as exc:
-            pytest.skip(f"Chromium at {CHROMIUM} would not start here: {str(exc).splitlines()[0]}")
+        browser = _browser(pw)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto(f"{c.base}/?token={c.token}")
