@@ -59,11 +59,10 @@ def identity(*parts: object) -> str:
 def spill(store: str, run: str, answers: Iterable[Answer]) -> Path:
     """Append ``answers`` to the spill file of ``run`` on ``store``, fsynced; its path. OSError when the
     spill itself cannot be written (then the answers are only in the caller's memory)."""
-    where = spill_dir()
-    where.parent.mkdir(parents=True, exist_ok=True)
+    path = _path(store, run)
+    path.parent.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileExistsError):
-        where.mkdir(mode=0o700)
-    path = where / f"{store}-{run}.jsonl"
+        path.parent.mkdir(mode=0o700)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         data = memoryview(b"".join(answer.line() for answer in answers))
@@ -73,6 +72,10 @@ def spill(store: str, run: str, answers: Iterable[Answer]) -> Path:
     finally:
         os.close(fd)
     return path
+
+
+def _path(store: str, run: str) -> Path:
+    return spill_dir() / f"{store}-{run}.jsonl"
 
 
 def spilled(store: str) -> list[tuple[str, Path]]:
@@ -93,6 +96,11 @@ class Spiller:
         self.store, self.run = store, run
         self.spilled = 0  # answers written to the spill file
         self.unsaved: list[Answer] = []  # answers neither stored nor spilled: only in the run's results
+
+    @property
+    def path(self) -> Path:
+        """This run's spill file (it exists once something was spilled)."""
+        return _path(self.store, self.run)
 
     def keep(self, answers: list[Answer]) -> None:
         """Spill ``answers``; those the spill cannot take either stay in ``unsaved``."""
@@ -127,7 +135,7 @@ def prune(store: str, numbers: Iterable[str], cutoff: float | None) -> int:
 
     from ._durable import write_atomically
     from .journal import Answer as _Answer
-    from .journal import read_journal
+    from .journal import forgotten, read_journal
 
     wanted = pa.array(list(numbers), pa.string())
     removed = 0
@@ -135,9 +143,7 @@ def prune(store: str, numbers: Iterable[str], cutoff: float | None) -> int:
         table, _ = read_journal(path, 0)
         if table is None:
             continue
-        drop = pc.is_in(table["mobile"], value_set=wanted)
-        if cutoff is not None:
-            drop = pc.or_(drop, pc.less(table["checked_at"], cutoff))
+        drop = forgotten(table, wanted, cutoff)
         gone = int(pc.sum(drop).as_py() or 0)
         if not gone:
             continue

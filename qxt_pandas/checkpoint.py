@@ -57,7 +57,7 @@ import pyarrow.parquet as pq
 
 from ._durable import fsync_dir, write_atomically
 from ._locks import held_elsewhere, lock, try_lock
-from ._spill import identity, prune, spill_dir, spilled
+from ._spill import identity, prune, spilled
 from .errors import CheckpointError, StoreUnavailableError
 from .journal import (
     ANSWER_SCHEMA,
@@ -66,6 +66,9 @@ from .journal import (
     Answer,
     JournalWriter,
     answers_table,
+    forgotten,
+    newest_indices,
+    newest_per_number,
     read_journal,
     unwritable,
     warn_once,
@@ -103,7 +106,6 @@ class Checkpoint:
         check_key(str(self.path), self._meta.get("key"), key)
         self._seen: dict[str, int] = {}  # file name -> bytes consumed (journals) or -1 (parts)
         self._unmoved: list[pa.Table] = []  # spilled answers the disk could not take yet: read as stored
-        self._reading_whole = False
         self._watched: dict[Path, tuple[int, bool]] = {}  # live journals busy() read: (bytes read, holds a number)
         if self._made:
             self._move_spilled()
@@ -210,8 +212,8 @@ class Checkpoint:
     def answers(self, max_age: float | None = None, numbers: pa.Array | None = None) -> pa.Table:
         """Every stored answer, one per number (the newest), optionally only those younger than ``max_age`` s
         and only for ``numbers`` (a directory is read whole either way)."""
-        self._seen, self._reading_whole = {}, True
-        table = self.refresh(max_age)
+        self._seen = {}
+        table = self._read(max_age, whole=True)
         if numbers is None:
             return table
         wanted = pc.is_valid(positions(table["mobile"], numbers))
@@ -221,7 +223,6 @@ class Checkpoint:
         """Claim those of ``numbers`` nobody answered since :meth:`answers` and nobody is asking (claims.py)."""
         from .claims import claim_numbers
 
-        self.create()
         return await claim_numbers(self, numbers, max_age)
 
     def add_receipt(self, record: dict[str, Any]) -> None:
@@ -241,6 +242,11 @@ class Checkpoint:
 
     def refresh(self, max_age: float | None = None) -> pa.Table:
         """Answers stored since the last :meth:`answers`/:meth:`refresh` of this object (one per number)."""
+        return self._read(max_age, whole=False)
+
+    def _read(self, max_age: float | None, whole: bool) -> pa.Table:
+        """What :meth:`refresh` reads; ``whole`` (a first read, from nothing seen) adds the spilled answers
+        not moved in yet."""
         tables: list[pa.Table | None] = []
         if not self._exists():
             return ANSWER_SCHEMA.empty_table()
@@ -254,15 +260,14 @@ class Checkpoint:
                     table, self._seen[name] = read_journal(self.path / name, self._seen.get(name, 0))
                     tables.append(table)
             self._seen = {name: seen for name, seen in self._seen.items() if name in names}
-        if self._reading_whole:
+        if whole:
             tables += self._unmoved
-            self._reading_whole = False
         found = [t for t in tables if t is not None and t.num_rows]
         if not found:
             return ANSWER_SCHEMA.empty_table()
         # A lone compacted part is already one row per number; anything else may repeat numbers.
         lone_part = len(found) == 1 and len(tables) == 1 and all(v == -1 for v in self._seen.values())
-        table = found[0] if lone_part else _newest_per_number(pa.concat_tables(found))
+        table = found[0] if lone_part else newest_per_number(pa.concat_tables(found))
         if max_age is not None:
             table = table.filter(pc.greater_equal(table["checked_at"], time.time() - max_age))
         return table
@@ -360,7 +365,7 @@ class Checkpoint:
                     for row in table.to_pylist():
                         journal.append(Answer(**row))
             except StoreUnavailableError:  # the spill stays whole: this try's journal and its own spill go
-                (spill_dir() / f"{self.identity}-{journal.path.stem}.jsonl").unlink(missing_ok=True)
+                journal.kept.path.unlink(missing_ok=True)
                 journal.path.unlink(missing_ok=True)
                 self._unmoved.append(table)
                 warn_once(path, f"{table.num_rows:,} answers spilled on this machine ({path}) cannot be moved into "
@@ -405,17 +410,15 @@ class Checkpoint:
         cutoff = None if older_than is None else time.time() - older_than
         if not dry_run:  # spilled answers not yet moved in (a disk still full) are forgotten too
             prune(self.identity, numbers or [], cutoff)
-            self._unmoved = [t for t in (_without(t, wanted, cutoff) for t in self._unmoved) if t.num_rows]
+            kept = (t.filter(pc.invert(forgotten(t, wanted, cutoff))) for t in self._unmoved)
+            self._unmoved = [t for t in kept if t.num_rows]
         with lock(self.path / "compact.lock"):
             journals = self.files("journal")
             closed = [j for j in journals if not held_elsewhere(j)]
             read = self._read_folded(closed, recover_receipts=not dry_run)
             tables = [t for _, t in read if t is not None]
             history = pa.concat_tables(tables) if tables else ANSWER_SCHEMA.empty_table()
-            drop = pc.is_in(history["mobile"], value_set=wanted)
-            if cutoff is not None:
-                drop = pc.or_(drop, pc.less(history["checked_at"], cutoff))
-            keep = history.filter(pc.invert(drop))
+            keep = history.filter(pc.invert(forgotten(history, wanted, cutoff)))
             gone = _distinct(history) - _distinct(keep)
             live = [t for j in journals if j not in closed and (t := read_journal(j, 0)[0]) is not None]
             going = sum(int(pc.sum(pc.is_in(t["mobile"], value_set=wanted)).as_py() or 0) for t in live)
@@ -486,7 +489,7 @@ class Checkpoint:
 
         The history is in memory once; the answers kept are copied a slice at a time, never whole.
         """
-        keep = _newest_indices(everything)
+        keep = newest_indices(everything)
         tmp = self.path / f".tmp-{uuid.uuid4().hex}-part"
         with pq.ParquetWriter(tmp, ANSWER_SCHEMA, compression="zstd") as out:
             for start in range(0, max(len(keep), 1), _SLICE):
@@ -528,31 +531,8 @@ def refuse_foreign(path: Path) -> None:
         )
 
 
-def _newest_indices(table: pa.Table) -> pa.Array:
-    """The rows to keep: per mobile, the one with the latest ``checked_at`` (only the two keys are sorted)."""
-    order = pc.sort_indices(table.select(["mobile", "checked_at"]),
-                            sort_keys=[("mobile", "ascending"), ("checked_at", "descending")])  # fmt: skip
-    mobiles = table["mobile"].take(order).combine_chunks()
-    first = pc.not_equal(mobiles[1:], mobiles[:-1]) if len(mobiles) > 1 else pa.array([], pa.bool_())
-    keep = pa.concat_arrays([pa.array([True]), pc.fill_null(first, True)])
-    return order.filter(keep)
-
-
-def _without(table: pa.Table, numbers: pa.Array, cutoff: float | None) -> pa.Table:
-    """``table`` less the answers for ``numbers`` and those checked before ``cutoff``."""
-    drop = pc.is_in(table["mobile"], value_set=numbers)
-    if cutoff is not None:
-        drop = pc.or_(drop, pc.less(table["checked_at"], cutoff))
-    return table.filter(pc.invert(drop))
-
-
 def _distinct(table: pa.Table) -> int:
     return int(pc.count_distinct(table["mobile"]).as_py()) if table.num_rows else 0
-
-
-def _newest_per_number(table: pa.Table) -> pa.Table:
-    """One row per mobile: the one with the latest ``checked_at``."""
-    return table if table.num_rows == 0 else table.take(_newest_indices(table))
 
 
 def _part_crc(name: str) -> int | None:

@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import io
 import json
@@ -114,12 +115,9 @@ class Answer:
     def storable(self) -> Answer:
         """This answer with text every store can hold: a NUL or a lone surrogate (which PostgreSQL and
         JSON refuse) becomes U+FFFD, the same in every store, so no answer is ever a reason to pay again."""
-        texts = (self.Status, self.Area, self.Init_isp, self.Now_isp, self.reason)
-        if not any(t is not None and _UNSTORABLE.search(t) for t in texts):
-            return self
-        clean = [None if t is None else _UNSTORABLE.sub("\ufffd", t) for t in texts]
-        return Answer(self.mobile, self.code, clean[0], clean[1], self.Is_MNP, clean[2], clean[3], clean[4],
-                      self.checked_at)  # fmt: skip
+        odd: dict[str, Any] = {k: _UNSTORABLE.sub("\ufffd", t) for k in _TEXT
+                               if (t := getattr(self, k)) and _UNSTORABLE.search(t)}  # fmt: skip
+        return dataclasses.replace(self, **odd) if odd else self
 
 
 def answers_table(answers: Iterable[Answer]) -> pa.Table:
@@ -127,6 +125,27 @@ def answers_table(answers: Iterable[Answer]) -> pa.Table:
     answers = answers if isinstance(answers, list) else list(answers)
     return pa.table([pa.array([getattr(a, f.name) for a in answers], type=f.type) for f in ANSWER_SCHEMA],
                     schema=ANSWER_SCHEMA)  # fmt: skip
+
+
+def forgotten(table: pa.Table, numbers: pa.Array, cutoff: float | None) -> pa.Array:
+    """Which rows of ``table`` a forget removes: the answers for ``numbers``, and those checked before ``cutoff``."""
+    drop = pc.is_in(table["mobile"], value_set=numbers)
+    return drop if cutoff is None else pc.or_(drop, pc.less(table["checked_at"], cutoff))
+
+
+def newest_per_number(table: pa.Table) -> pa.Table:
+    """One row per mobile: the one with the latest ``checked_at``."""
+    return table if table.num_rows == 0 else table.take(newest_indices(table))
+
+
+def newest_indices(table: pa.Table) -> pa.Array:
+    """The rows to keep: per mobile, the one with the latest ``checked_at`` (only the two keys are sorted)."""
+    order = pc.sort_indices(table.select(["mobile", "checked_at"]),
+                            sort_keys=[("mobile", "ascending"), ("checked_at", "descending")])  # fmt: skip
+    mobiles = table["mobile"].take(order).combine_chunks()
+    first = pc.not_equal(mobiles[1:], mobiles[:-1]) if len(mobiles) > 1 else pa.array([], pa.bool_())
+    keep = pa.concat_arrays([pa.array([True]), pc.fill_null(first, True)])
+    return order.filter(keep)
 
 
 class JournalWriter:

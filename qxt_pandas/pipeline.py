@@ -318,8 +318,9 @@ async def _query(prepared: Prepared, options: CheckOptions) -> EngineResult:
                     if writer is not None:
                         await writer.settle()  # durable before the claim ends: nobody else may ask them before
                     claim.release()
-                if writer is not None and writer.outcome() is not None:
-                    run.store_failed = run.store_failed or writer.outcome()
+                failure = writer.outcome() if writer is not None else None
+                if failure is not None:
+                    run.store_failed = run.store_failed or failure
                 if run.stopped or run.store_failed or run.budget_reached or run.interrupted:
                     break
                 if round_.lease_lost:  # another run took over numbers while this one's lease lapsed: claim again

@@ -69,7 +69,7 @@ from ._postgres_write import (
 from ._spill import identity, prune, spilled
 from ._sync import draining
 from .errors import CheckpointError, StoreUnavailableError
-from .journal import ANSWER_SCHEMA, Answer, answers_table, read_journal, warn_once
+from .journal import ANSWER_SCHEMA, Answer, newest_per_number, read_journal, warn_once
 from .receipts import merge_runs, recovered_end
 from .store import check_key, refuse_other_kind
 
@@ -336,28 +336,24 @@ class PostgresStore:
         answers spilled on this machine that could not be moved in count as stored."""
         since = -1.0 if max_age is None else time.time() - max_age
         rows: list[tuple[Any, ...]] = []
-        with self._tx() as cur:
-            if not self._exists():
-                pass
-            elif numbers is None:
-                cur.execute(self._q(f"select {_COLUMNS} from S.answers where checked_at >= %s"), (since,))
-                rows = cur.fetchall()
-            else:
-                rows = self._lookup(cur, numbers.to_pylist(), since)
+        if self._exists():
+            with self._tx() as cur:
+                if numbers is None:
+                    cur.execute(self._q(f"select {_COLUMNS} from S.answers where checked_at >= %s"), (since,))
+                    rows = cur.fetchall()
+                else:
+                    rows = self._lookup(cur, numbers.to_pylist(), since)
         table = _table(rows)
         if not self._unmoved:
             return table
         import pyarrow.compute as pc
 
-        extra = pa.concat_tables(self._unmoved)
-        keep = pc.invert(pc.is_in(extra["mobile"], value_set=table["mobile"]))
+        extra = newest_per_number(pa.concat_tables(self._unmoved))
+        keep = pc.and_(pc.invert(pc.is_in(extra["mobile"], value_set=table["mobile"])),
+                       pc.greater_equal(extra["checked_at"], since))  # fmt: skip
         if numbers is not None:
             keep = pc.and_(keep, pc.is_in(extra["mobile"], value_set=numbers))
-        newest: dict[str, Answer] = {}
-        for answer in _answers(extra.filter(pc.and_(keep, pc.greater_equal(extra["checked_at"], since)))):
-            if answer.mobile not in newest or newest[answer.mobile].checked_at < answer.checked_at:
-                newest[answer.mobile] = answer
-        return pa.concat_tables([table, answers_table(list(newest.values()))])
+        return pa.concat_tables([table, extra.filter(keep)])
 
     def _lookup(self, cur: Any, numbers: list[str], since: float) -> list[tuple[Any, ...]]:
         """The stored answers of ``numbers`` no older than ``since``, by primary key, in batches."""
