@@ -328,3 +328,24 @@ def psycopg_errors():
     import psycopg
 
     return psycopg.errors
+
+
+def test_spilled_answers_the_disk_still_cannot_take_are_read_as_stored_and_never_paid_again(tmp_path, monkeypatch):
+    from qxt_pandas import _spill
+    from qxt_pandas.checkpoint import Answer, Checkpoint
+
+    monkeypatch.setenv("QXT_SPILL_DIR", str(tmp_path / "spill"))
+    store = Checkpoint(tmp_path / "c.qxt", service="127.0.0.1")
+    store.bind(simulator=True)
+    kept = [Answer(n, 0, "正常", checked_at=2e9) for n in NUMBERS[:20]]
+    _spill.spill(store.identity, "run-1", kept)  # a run whose disk filled
+    sim = rich(latency=0.005)
+    with serve(sim) as url:
+        monkeypatch.setattr(journal, "os", _FailingOS("disk full", Nth(1, True)))  # still full: moving in fails
+        with pytest.warns(RuntimeWarning, match="cannot be moved into"):
+            done = check(url, str(tmp_path / "c.qxt"), NUMBERS[:20])
+        monkeypatch.undo()
+        monkeypatch.setenv("QXT_SPILL_DIR", str(tmp_path / "spill"))
+        assert len(sim.ledger) == 0 and done["qxt_code"].notna().all()  # read as stored: nothing paid
+        assert spilled(tmp_path / "spill") == set(NUMBERS[:20])  # the spill is whole until it can move in
+        assert stored(str(tmp_path / "c.qxt")) == set(NUMBERS[:20]) and not spilled(tmp_path / "spill")
