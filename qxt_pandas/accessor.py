@@ -34,7 +34,8 @@ _OPTIONS_DOC = """
     ``rate`` (requests/s, unlimited), ``timeout`` (10 s), ``retries`` (3),
     ``checkpoint`` (a directory; resume and never pay twice), ``max_age``
     (re-ask stored answers older than this: seconds, timedelta or '90d'),
-    ``budget`` (most paid queries this run), ``progress`` (True).
+    ``budget`` (most paid queries this run), ``progress`` (True), ``price``
+    (yuan per query, default ``$QXT_PRICE``: the plan's cost in yuan).
 """
 
 

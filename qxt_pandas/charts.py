@@ -1,22 +1,24 @@
-"""Charts whose Chinese labels show everywhere: SVG with text left as text, for the browser to draw.
+"""Charts whose Chinese labels show everywhere: HTML bars with text left as text, for the browser to draw.
 
 A chart drawn to pixels needs a font with CJK glyphs on the machine that draws
 it; most servers and CI machines have none, and every label here (正常, 空号,
-中国移动 …) is Chinese. So the report's charts are SVG whose labels are
-``<text>`` in a font stack the reader's browser has (PingFang, YaHei, Noto Sans
-CJK …). For a raster chart of your own, :func:`cjk_font` finds a CJK font this
-machine has for matplotlib, or says there is none.
+中国移动 …) is Chinese. So the report's charts are HTML whose labels are text
+in a font stack the reader's browser has (PingFang, YaHei, Noto Sans CJK …),
+styled inline (a notebook's output has no style sheet of ours), and whose rows
+wrap on a phone instead of shrinking or scrolling. For a raster chart of your
+own, :func:`cjk_font` finds a CJK font this machine has for matplotlib, or says
+there is none.
 
 Example::
 
-    svg = bars("Status", {"正常": 1890, "空号": 160})
+    html = bars("Status", {"正常": 1890, "空号": 160})
 """
 
 from __future__ import annotations
 
 import html
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 __all__ = ["CJK_FONTS", "FONT_STACK", "bars", "cjk_font", "table_html"]
@@ -37,29 +39,31 @@ def top_with_others(counts: Mapping[str, int], top: int) -> dict[str, int]:
     return dict(items[:top]) | ({"其他 others": rest} if rest else {})
 
 
-def bars(title: str, counts: Mapping[str, int], *, top: int | None = None) -> str:
-    """A horizontal bar chart of ``counts`` (largest first) as an inline SVG element."""
-    items = list(top_with_others(counts, top).items()) if top else sorted(counts.items(), key=lambda kv: -kv[1])
+def bars(title: str, counts: Mapping[str, int], *, top: int | None = None,
+         label: Callable[[str], str] = str, ordered: bool = False) -> str:  # fmt: skip
+    """A horizontal bar chart of ``counts`` (largest first, unless ``ordered``) as HTML: each row its ``label``
+    (text, wrapping on a narrow screen), a bar as long as its share of the largest, the count and its share."""
+    if top:
+        items = list(top_with_others(counts, top).items())
+    else:
+        items = list(counts.items()) if ordered else sorted(counts.items(), key=lambda kv: -kv[1])
     total = sum(n for _, n in items) or 1
-    row, label_w, bar_w, pad = 26, 150, 300, 8
-    height = 30 + row * max(len(items), 1)
-    out = [f'<svg viewBox="0 0 {label_w + bar_w + 110} {height}" '
-           f'role="img" aria-label="{html.escape(title)}" style="width:100%;max-width:560px;height:auto;'
-           f'font-family:{html.escape(FONT_STACK)}">',
-           f'<text x="0" y="18" font-size="15" font-weight="600">{html.escape(title)}</text>']  # fmt: skip
     largest = max((n for _, n in items), default=1) or 1
-    for i, (label, n) in enumerate(items):
-        y = 30 + i * row
-        width = max(1.0, bar_w * n / largest)
-        out += [
-            f'<text x="{label_w - pad}" y="{y + 17}" font-size="13" text-anchor="end">{html.escape(str(label))}</text>',
-            f'<rect x="{label_w}" y="{y + 4}" width="{width:.1f}" height="{row - 8}" rx="2" '
-            f'fill="{_COLORS[i % len(_COLORS)]}"/>',
-            f'<text x="{label_w + width + pad}" y="{y + 17}" font-size="12">{n:,} ({n / total:.1%})</text>',
-        ]
+    out = [f'<figure class="qxt-bars" style="margin:1rem 0;font-family:{html.escape(FONT_STACK)}">',
+           f'<figcaption style="font-weight:600;margin-bottom:.3rem">{html.escape(title)}</figcaption>']  # fmt: skip
+    for i, (key, n) in enumerate(items):
+        out.append(
+            '<div style="display:flex;flex-wrap:wrap;align-items:center;gap:.1rem .6rem;margin:.2rem 0">'
+            f'<span style="flex:0 1 11rem;min-width:7rem;overflow-wrap:anywhere">{html.escape(label(str(key)))}</span>'
+            '<span style="flex:1 1 8rem;display:flex;align-items:center;gap:.5rem;min-width:8rem">'
+            f'<span style="display:inline-block;height:.9rem;width:{max(0.5, 70 * n / largest):.1f}%;border-radius:2px;'
+            f'background:{_COLORS[i % len(_COLORS)]}"></span>'
+            f'<span style="white-space:nowrap;font-variant-numeric:tabular-nums">{n:,} ({n / total:.1%})</span>'
+            "</span></div>"
+        )
     if not items:
-        out.append('<text x="0" y="46" font-size="13">-</text>')
-    out.append("</svg>")
+        out.append("<div>-</div>")
+    out.append("</figure>")
     return "".join(out)
 
 

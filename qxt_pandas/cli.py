@@ -12,6 +12,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO, cast
 
@@ -36,6 +37,7 @@ from .errors import (
 from .files import open_source
 from .forget import forget, numbers_in
 from .masking import mask_text, numbers_shown
+from .money import parse_price, price_from_env
 from .options import CheckOptions, parse_age
 from .outputs import AtomicWriter, Targets
 from .pipeline import read_balance
@@ -88,6 +90,10 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--simulate", action="store_true", help="run against the bundled simulator on loopback")
         p.add_argument("--timeout", type=float, default=10.0, help="seconds per attempt (default 10)")
         p.add_argument("--retries", type=int, default=3, help="retries of transient faults (default 3)")
+
+    def price_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--price", type=_price, metavar="YUAN",
+                       help="yuan per query (default $QXT_PRICE), e.g. 0.05: costs shown in yuan")  # fmt: skip
 
     def command(name: str, summary: str, description: str) -> argparse.ArgumentParser:
         return commands.add_parser(name, help=summary, description=description, epilog=EPILOG,
@@ -151,6 +157,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="write numbers masked (139****5391) in the output and split files")  # fmt: skip
     service_options(check)
     privacy_options(check)
+    price_option(check)
 
     forget = command(
         "forget", "remove answers from a store for good, by number or by age",
@@ -189,6 +196,7 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("checkpoint", type=_location, help="a checkpoint directory or a PostgreSQL URI")
     report.add_argument("--json", action="store_true", help="print the report as JSON, for machines")
     report.add_argument("--html", type=Path, metavar="FILE", help="also write a self-contained HTML page")
+    price_option(report)
 
     balance = commands.add_parser("balance", help="print the account's fee type and balance")
     service_options(balance)
@@ -212,6 +220,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="the most the data dir may hold, uploads and results (default 10GB)")  # fmt: skip
     serve.add_argument("--keep-days", type=float, default=7, help="jobs and their files are deleted after this")
     serve.add_argument("--data-dir", type=Path, help="where jobs are kept (default ~/.local/share/qxt-pandas/serve)")
+    price_option(serve)
 
     simulate = commands.add_parser("simulate", help="serve the bundled simulator on loopback until Ctrl-C")
     simulate.add_argument("--port", type=int, default=8080)
@@ -298,6 +307,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_data=quota,
         keep_days=args.keep_days,
         data_dir=args.data_dir,
+        price=args.price if args.price is not None else price_from_env(),
     )
 
 
@@ -448,7 +458,7 @@ class _Run:
                 **service, concurrency=args.concurrency, max_concurrency=args.max_concurrency, rate=args.rate,
                 patience=args.patience, budget=args.budget, max_age=args.max_age,
                 checkpoint=self.checkpoint, progress=progress, retry_unreadable=args.retry_unreadable,
-                store_key=_store_key(args), retention=args.retention,
+                store_key=_store_key(args), retention=args.retention, price=args.price,
             )  # fmt: skip
             directory = self.checkpoint if isinstance(self.checkpoint, Path) else None
             if directory is not None:
@@ -560,12 +570,19 @@ def _report(args: argparse.Namespace) -> int:
         raise ConfigurationError(
             f"--html {args.html} is a directory; name the page's file, e.g. {args.html / 'report.html'}."
         )
-    made = report(args.checkpoint)
+    made = report(args.checkpoint, price=args.price if args.price is not None else price_from_env())
     print(json.dumps(made.to_dict(), ensure_ascii=False, indent=2) if args.json else made)
     if args.html is not None:
         write_atomically(args.html, made.to_html().encode())
         _say(f"wrote {args.html}")
     return EXIT_OK
+
+
+def _price(text: str) -> Decimal | None:
+    try:
+        return parse_price(text, name="--price")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _print_balance(options: CheckOptions) -> int:

@@ -21,6 +21,7 @@ import os
 import re
 from dataclasses import dataclass, fields, replace
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any, cast
 
 import httpx
@@ -30,6 +31,7 @@ from ._secret import Secret, hide_key
 from .client import DEFAULT_BACKOFF, DEFAULT_RETRIES, DEFAULT_TIMEOUT, AsyncClient, check_base_url
 from .concurrency import AUTO, MAX_CONCURRENCY, Adaptive, Controller, Fixed
 from .engine import DEFAULT_PATIENCE
+from .money import parse_price, price_from_env
 
 __all__ = ["PROGRESS_STYLES", "CheckOptions", "parse_age", "store_key", "with_options"]
 
@@ -62,12 +64,14 @@ class CheckOptions:
     retention: timedelta | float | str | None = None  # answers older than this are removed, never served
     show_numbers: bool = False  # messages show numbers whole (default masked: 139****5391)
     mask_output: bool = False  # the checked column and qxt_mobile as text, every number masked (139****5391)
+    price: Decimal | float | str | None = None  # yuan per query (default $QXT_PRICE): plans and runs show yuan
     transport: httpx.AsyncBaseTransport | None = None  # e.g. SimulatorTransport, for tests
 
     def __post_init__(self) -> None:
         if self.apikey is not None and not isinstance(self.apikey, Secret):
             object.__setattr__(self, "apikey", Secret.wrap(self.apikey))
         object.__setattr__(self, "store_key", store_key(self.store_key))
+        object.__setattr__(self, "price", price_from_env() if self.price is None else parse_price(self.price))
         checked = {
             "concurrency": self.concurrency if self.concurrency == AUTO else _whole_or_auto(self.concurrency),
             "max_concurrency": _whole("max_concurrency", self.max_concurrency, minimum=1, maximum=MOST_IN_FLIGHT),

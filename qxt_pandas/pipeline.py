@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import httpx
@@ -41,6 +42,7 @@ from .errors import (
     TerminalError,
 )
 from .masking import numbers_shown
+from .money import cost, yuan
 from .numbers import number_codes, positions
 from .options import CheckOptions, with_options
 from .protocol import Balance
@@ -56,7 +58,11 @@ log = logging.getLogger("qxt_pandas")
 
 @dataclass(frozen=True)
 class Plan:
-    """What a check would do and cost; no paid query is made to find out."""
+    """What a check would do and cost; no paid query is made to find out.
+
+    With a ``price`` (yuan per query), :attr:`cost` is what the run comes to at most: answers with
+    "no information" (-4) are not charged, so a run often pays less.
+    """
 
     rows: int
     invalid: int
@@ -67,6 +73,7 @@ class Plan:
     budget: int | None = None
     balance: int | None = None
     fee_type: str | None = None
+    price: Decimal | None = None
 
     @property
     def will_query(self) -> int:
@@ -80,31 +87,34 @@ class Plan:
             return None
         return self.fee_type != PREPAID or self.balance >= self.will_query
 
-    def __str__(self) -> str:
-        lines = [
-            f"rows                  {self.rows:>12,}",
-            f"  invalid (not sent)  {self.invalid:>12,}",
-            f"  duplicates          {self.duplicates:>12,}",
-            f"unique valid numbers  {self.unique:>12,}",
-            f"  in the checkpoint   {self.in_checkpoint:>12,}",
-            f"  to query            {self.to_query:>12,}",
-        ]
-        if self.budget is not None:
-            lines[-1] += f"  (budget {self.budget:,})"
+    @property
+    def cost(self) -> Decimal | None:
+        """The most the run would cost in yuan (``will_query`` at ``price``); None without a price."""
+        return None if self.price is None else cost(self.will_query, self.price)
+
+    def _lines(self) -> list[tuple[str, str, str]]:
+        """(label, figure, note) rows, for the text and the HTML of the plan."""
+        budget = f"(budget {self.budget:,})" if self.budget is not None else ""
+        lines = [("rows", f"{self.rows:,}", ""), ("  invalid (not sent)", f"{self.invalid:,}", ""),
+                 ("  duplicates", f"{self.duplicates:,}", ""), ("unique valid numbers", f"{self.unique:,}", ""),
+                 ("  in the checkpoint", f"{self.in_checkpoint:,}", ""),
+                 ("  to query", f"{self.to_query:,}", budget)]  # fmt: skip
+        if self.price is not None:
+            lines.append(("cost at most", yuan(cost(self.will_query, self.price)), f"({self.will_query:,} x "
+                          f"{yuan(self.price)}; 'no information' answers are not charged)"))  # fmt: skip
         if self.balance is not None:
             verdict = "covers the run" if self.covered else "does NOT cover the run"
-            lines.append(f"balance               {self.balance:>12,}  ({self.fee_type}; {verdict})")
-        return "\n".join(lines)
+            worth = f", {yuan(cost(self.balance, self.price))}" if self.price is not None else ""
+            lines.append(("balance", f"{self.balance:,}", f"({self.fee_type}{worth}; {verdict})"))
+        if self.price is None:
+            lines.append(("cost", "-", "give a query's price (price=0.05, --price 0.05, $QXT_PRICE) to see yuan"))
+        return lines
+
+    def __str__(self) -> str:
+        return "\n".join(f"{label:<20}{figure:>14}  {note}".rstrip() for label, figure, note in self._lines())
 
     def _repr_html_(self) -> str:
-        rows = [("rows", f"{self.rows:,}"), ("invalid (not sent)", f"{self.invalid:,}"),
-                ("duplicates", f"{self.duplicates:,}"), ("unique valid numbers", f"{self.unique:,}"),
-                ("in the checkpoint", f"{self.in_checkpoint:,}"), ("to query", f"{self.to_query:,}"),
-                ("will query" + (f" (budget {self.budget:,})" if self.budget is not None else ""),
-                 f"{self.will_query:,}")]  # fmt: skip
-        if self.balance is not None:
-            verdict = "covers the run" if self.covered else "does NOT cover the run"
-            rows.append(("balance", f"{self.balance:,} ({self.fee_type}; {verdict})"))
+        rows = [(label.strip(), f"{figure} {note}".strip()) for label, figure, note in self._lines()]
         return f'<div style="font-family:{html.escape(FONT_STACK)}"><strong>QXT plan</strong>{table_html(rows)}</div>'
 
 
@@ -134,7 +144,7 @@ class Prepared:
         if self.store is not None:
             self.store.close()
 
-    def plan(self, budget: int | None, balance: Balance | None = None) -> Plan:
+    def plan(self, budget: int | None, balance: Balance | None = None, price: Decimal | None = None) -> Plan:
         return Plan(
             rows=self.rows,
             invalid=self.invalid,
@@ -145,6 +155,7 @@ class Prepared:
             budget=budget,
             balance=None if balance is None else balance.balance,
             fee_type=None if balance is None else balance.fee_type,
+            price=price,
         )
 
 
@@ -207,7 +218,7 @@ async def aplan(values: pd.Series, options: CheckOptions) -> Plan:
             balance = await preflight(client, prepared)
     finally:
         prepared.close()
-    return prepared.plan(options.budget, balance)
+    return prepared.plan(options.budget, balance, options.price)
 
 
 async def read_balance(client: AsyncClient) -> Balance:
@@ -286,7 +297,7 @@ async def _query(prepared: Prepared, options: CheckOptions) -> EngineResult:
         started = time.monotonic()
         balance = await preflight(client, prepared)
         round_trip = time.monotonic() - started
-        _refuse_if_uncovered(prepared.plan(options.budget, balance))
+        _refuse_if_uncovered(prepared.plan(options.budget, balance, options.price))
         progress = Progress(len(prepared.to_query), from_checkpoint=prepared.known.num_rows,
                             style=options.progress_style)  # fmt: skip
         writer = store.writer(options.patience) if store is not None else None  # refuses a read-only role

@@ -31,6 +31,7 @@ from ._sync import run_sync
 from .engine import EngineResult
 from .files import InputError, Source
 from .masked import masked_column
+from .money import cost, yuan
 from .numbers import normalized
 from .outputs import AtomicWriter, SplitWriter, Targets
 from .pipeline import CheckOptions, Plan, Prepared, outcome, preflight, prepare, query, stopped_error
@@ -68,8 +69,8 @@ class Summary:
         shown = [(name, self.outcomes[name]) for name in _OUTCOMES if self.outcomes[name] or name == "answered"]
         lines = [
             f"rows {self.plan.rows:,} = " + " + ".join(f"{name} {n:,}" for name, n in shown),
-            f"numbers: {self.plan.unique:,} distinct valid; paid queries {self.paid:,}; from the checkpoint "
-            f"{self.plan.in_checkpoint:,}; elapsed {self.elapsed:.1f} s",
+            f"numbers: {self.plan.unique:,} distinct valid; paid queries {self.paid:,}{self._spent()}; from the "
+            f"checkpoint {self.plan.in_checkpoint:,}; elapsed {self.elapsed:.1f} s",
             "answered rows by Status: " + _counts(self.statuses),
             "answered rows by carrier now: " + _counts(self.carriers),
             f"ported: {self.ported / answered:.1%} of answered rows" if answered else "ported: -",
@@ -86,6 +87,10 @@ class Summary:
             lines.append(f"{self.unanswered:,} numbers are unanswered ({self.failed:,} failed after retries, the "
                          "rest not asked): run again to ask for them")  # fmt: skip
         return "\n".join(lines)
+
+    def _spent(self) -> str:
+        price = self.plan.price
+        return "" if price is None else f" ({yuan(cost(self.paid, price))} at {yuan(price)} a query)"
 
 
 #: The outcomes every row falls in, in the order the summary names them.
@@ -167,7 +172,7 @@ def plan_file(source: Source, column: str, options: CheckOptions) -> Plan:
         finally:
             prepared.close()
 
-    return prepared.plan(options.budget, run_sync(balance()))
+    return prepared.plan(options.budget, run_sync(balance()), options.price)
 
 
 def check_file(
@@ -198,11 +203,12 @@ def check_file(
     try:
         prepared, codes = _scan(source, column, options, spill=spill_dir(output.path))
         on_scanned()
-        summary = Summary(prepared.plan(options.budget))
+        summary = Summary(prepared.plan(options.budget, price=options.price))
         run: EngineResult = run_sync(query(prepared, options))
         if run.stopped is not None:
             raise stopped_error(run, prepared, None)  # no output: it would be incomplete
-        summary.plan = prepared.plan(options.budget)  # answers another run gave meanwhile count as stored
+        # answers another run gave meanwhile count as stored
+        summary.plan = prepared.plan(options.budget, price=options.price)
         results = Results(prepared.numbers, *outcome(prepared, run))
         prepared.known = prepared.known.slice(0, 0)  # the results hold what rows need: let the answers go
         summary.paid, summary.failed, summary.expired = run.paid, len(run.failures), run.expired
