@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
@@ -423,11 +424,22 @@ def _excel_table(path: Path, sheet: str | None, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_pandas(frame.astype(object).where(frame.notna(), None), schema=schema, preserve_index=False)
 
 
-def guess_column(source: Source) -> str:
-    """The column whose first 200 values normalize best into mobile numbers (the first column on a tie)."""
+def guess_column(source: Source) -> str | None:
+    """The column whose first 200 values normalize best into mobile numbers (the first column on a tie); None
+    when none looks like one (fewer than a fifth of its values are mobile numbers): a guess must not pick ``name``.
+
+    A file without rows has nothing to guess from: its first column.
+    """
     table = next(iter(source.tables()), None)
     if table is None or table.num_rows == 0:
         return str(source.columns[0])
-    scores = [normalize_mobiles(text_series(table.column(name).slice(0, 200)))["qxt_mobile"].notna().mean()
-              for name in source.columns]  # fmt: skip
-    return str(source.columns[max(range(len(scores)), key=lambda k: (scores[k], -k))])
+    valid, filled = [], []
+    for name in source.columns:
+        column = table.column(name).slice(0, 200)
+        valid.append(int(normalize_mobiles(text_series(column))["qxt_mobile"].notna().sum()))
+        try:
+            filled.append(int(pc.sum(pc.not_equal(pc.utf8_trim_whitespace(column.cast(pa.string())), "")).as_py() or 0))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # a type with no text form: its values, then
+            filled.append(len(column) - column.null_count)
+    best = max(range(len(valid)), key=lambda k: (valid[k], -k))
+    return str(source.columns[best]) if valid[best] and valid[best] >= 0.2 * filled[best] else None

@@ -116,6 +116,9 @@ def numbers_in(path: str | os.PathLike[str], column: str | None = None) -> list[
             return list(lines)  # one number a line (a header-less list)
     source = open_source(path)
     chosen = column if column is not None else guess_column(source)
+    if chosen is None:
+        raise ConfigurationError(f"No column of {path} looks like mobile numbers ({', '.join(source.columns)}); "
+                                 "name the one that holds them with --column.")  # fmt: skip
     if chosen not in source.columns:
         raise ConfigurationError(f"{path} has no column {chosen!r}; its columns are {source.columns}.")
     return [value for table in source.tables([chosen]) for value in table.column(0).to_pylist()]

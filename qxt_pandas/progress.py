@@ -113,6 +113,7 @@ class Progress:
             "eta": None if eta is None else round(eta, 1),
             "in_flight": in_flight, "allowed": allowed, "pushbacks": pushbacks,
             "from_checkpoint": self.from_checkpoint, "counts": dict(self.counts),
+            "paid": self.counts["answered"] + self.counts["unreadable"],  # the answers the vendor charges for
         }  # fmt: skip
 
     def _json(self, now: float) -> None:

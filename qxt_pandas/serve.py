@@ -34,12 +34,14 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import sys
 import time
 import uuid
 import zipfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import asdict, dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -50,8 +52,12 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Redire
 from starlette.routing import Route
 
 from .files import InputError, guess_column, open_source
+from .labels import chinese, label, ordered
 from .masking import mask_text
+from .money import cost, yuan
 from .options import with_options
+from .pipeline import Plan
+from .report import Report, report
 from .store import open_existing, shown
 
 __all__ = ["Console", "create_app"]
@@ -65,6 +71,7 @@ _SUFFIXES = {
     ".parquet": ".parquet",
     ".pq": ".parquet",
 }
+_SPLIT = (".csv", ".xlsx", ".parquet")  # the split files --split writes beside the checked file
 #: The most columns a file may have here (planning guesses the phone column by reading each).
 MAX_COLUMNS = 2_000
 _HEADROOM = 64 * 2**20  # bytes a disk keeps free beyond an upload and its results
@@ -96,6 +103,9 @@ class Job:
     stored: dict[str, str] = field(default_factory=dict)  # a download's name -> the file's name on disk
     error: str | None = None
     log: list[str] = field(default_factory=list)
+    parts: dict[str, str] = field(default_factory=dict)  # an outcome (正常, invalid …) -> its download's name
+    runs: list[dict[str, Any]] = field(default_factory=list)  # the job's runs: {"pid", "host"}, for its report
+    problem: str | None = None  # what keeps the job from running, said on the page (no number column found)
 
     def public(self) -> dict[str, Any]:
         done = self.progress.get("done", 0)
@@ -108,8 +118,9 @@ class Console:
 
     def __init__(self, root: Path, *, checkpoint: str, base_url: str | None, env: dict[str, str],
                  max_upload: int, keep_days: float, simulated: bool = False,
-                 max_data: int = 10 * 2**30) -> None:  # fmt: skip
+                 max_data: int = 10 * 2**30, price: Decimal | None = None) -> None:  # fmt: skip
         self.root, self.checkpoint, self.base_url, self.env = root, checkpoint, base_url, env
+        self.price = price  # yuan per query: plans, progress and reports in yuan
         self.simulated = simulated
         self.max_upload, self.keep_days, self.max_data = max_upload, keep_days, max_data
         (root / "jobs").mkdir(parents=True, exist_ok=True)
@@ -240,17 +251,24 @@ class Console:
             chosen = column or job.column or guess_column(source)
         except Exception as exc:  # a ragged or broken file, met while reading its first rows
             raise _unreadable(exc, self.input(job), job) from None
+        if chosen is None:  # no column looks like phone numbers: the page asks, and Run waits for an answer
+            job.column, job.plan = None, None
+            job.problem = ("没有找到号码列：请在“号码列”中选择号码所在的列 · No column looks like mobile numbers: "
+                           "choose the column that holds them under 号码列 Number column.")  # fmt: skip
+            self.save(job)
+            return
         if chosen not in source.columns:
             raise _Refusal(400, f"没有这一列 · {job.name} has no column {chosen!r}; its columns are {source.columns}")
         options = with_options(checkpoint=self.checkpoint, base_url=self.base_url, progress=False,
-                               apikey=self.env.get("QXT_APIKEY"))  # fmt: skip
+                               apikey=self.env.get("QXT_APIKEY"), price=self.price)  # fmt: skip
         try:
             plan = plan_file(source, chosen, options)
         except InputError as exc:
             raise _Refusal(400, "无法读取文件 · " + str(exc).replace(str(self.input(job)), job.name)) from None
         except Exception as exc:  # the balance could not be read: the key, the network
             raise _Refusal(502, "无法读取余额 · " + mask_text(str(exc))) from None
-        job.column, job.plan = chosen, {**asdict(plan), "will_query": plan.will_query, "covered": plan.covered}
+        job.column, job.plan = chosen, _planned(plan)
+        job.problem = "文件没有数据行 · The file has no rows to check." if plan.rows == 0 else None
         self.save(job)
         with contextlib.suppress(Exception):  # the plan bound the store to the service that answered
             store = open_existing(self.checkpoint)
@@ -262,6 +280,8 @@ class Console:
     async def run(self, job: Job) -> None:
         if job.state in _ACTIVE:
             return
+        if job.column is None or job.plan is None:
+            raise _Refusal(409, job.problem or "请先选择号码列 · choose the number column first")
         job.state, job.error, job.progress, job.log = "queued", None, {}, []
         self.save(job)
         task = asyncio.get_running_loop().create_task(self._run(job))
@@ -294,6 +314,8 @@ class Console:
                     *([f"--sheet={job.sheet}"] if job.sheet else [])]  # fmt: skip
             if self.base_url:
                 args += ["--base-url", self.base_url]
+            if self.price is not None:
+                args += ["--price", str(self.price)]
             # Its own session: a Ctrl-C at the server's terminal reaches the server only, which then sends the
             # run exactly one SIGINT (a second would abandon what is in flight). $QXT_PARENT_PID: a run whose
             # server dies (even by SIGKILL) notices and drains.
@@ -303,19 +325,22 @@ class Console:
                                                         stderr=asyncio.subprocess.PIPE,
                                                         start_new_session=True)  # fmt: skip
             self._procs[job.id] = proc
+            job.runs.append({"pid": proc.pid, "host": socket.gethostname()})
+            self.save(job)
             assert proc.stderr is not None
             async for raw in proc.stderr:
                 line = raw.decode("utf-8", errors="replace").rstrip()
                 if line.startswith('{"progress"'):
-                    with contextlib.suppress(ValueError):
+                    with contextlib.suppress(ValueError, TypeError):
                         job.progress = json.loads(line)["progress"]
+                        if self.price is not None:  # what the run has cost so far, in yuan
+                            job.progress["spent"] = yuan(cost(int(job.progress.get("paid", 0)), self.price))
                         continue
                 job.log.append(line.replace(str(self.input(job)), job.name).replace(str(out) + os.sep, ""))
             code = await proc.wait()
             self._procs.pop(job.id, None)
-            job.stored = await asyncio.to_thread(self._collect, job, out, output)
+            job.stored, job.parts, job.summary = await asyncio.to_thread(self._collect, job, out, output)
             job.files = list(job.stored)
-            job.summary = await asyncio.to_thread(_summary, output, job.log) if output.exists() else {}
             if code in (0, 5):
                 job.state = "done"
             elif code == 130 or job.state == "stopping":
@@ -336,28 +361,48 @@ class Console:
             job.state = "stopping"
             proc.send_signal(signal.SIGINT)
 
-    def _collect(self, job: Job, out: Path, output: Path) -> dict[str, str]:
-        """The job's downloads, by the name the user sees -> the file on disk: the checked file (and as xlsx,
-        for Excel), the split files as one zip (``<name>.正常.csv`` …), the store's HTML report."""
+    def _collect(self, job: Job, out: Path, output: Path) -> tuple[dict[str, str], dict[str, str], dict[str, Any]]:
+        """The job's downloads (the name the user sees -> the file on disk), each outcome's download, and the
+        summary. Downloads: the checked file (and as xlsx, for Excel); each outcome's rows (xlsx when they fit,
+        else the split file), alone and all in one zip (``<name>.正常.xlsx``, ``<name>.无效号码.xlsx`` …); the
+        job's own report (its rows, its numbers, its runs' charges); the report of the whole store."""
         files: dict[str, str] = {}
+        parts: dict[str, str] = {}
+        stem = Path(job.name).stem
         if output.exists():
-            stem = Path(job.name).stem
             files[f"{stem}.checked{output.suffix}"] = output.name
-            parts = sorted(p for p in out.iterdir() if p != output and p.suffix in (".csv", ".xlsx", ".parquet"))
-            if parts:
-                with zipfile.ZipFile(out / "split.zip", "w", zipfile.ZIP_DEFLATED) as zipped:
-                    for part in parts:  # checked.正常.csv is <name>.正常.csv in the zip
-                        zipped.write(part, part.name.replace("checked.", f"{stem}.", 1))
-                files[f"{stem}.split.zip"] = "split.zip"
             excel = out / "checked.xlsx"
             if output.suffix != ".xlsx" and _as_workbook(output, excel):
-                files = {next(iter(files)): output.name, f"{stem}.checked.xlsx": excel.name, **files}
-        from .report import report
-
-        with contextlib.suppress(Exception):  # a report is a convenience: the run's outcome does not hang on it
-            (out / "report.html").write_text(report(self.checkpoint).to_html(), encoding="utf-8")
-            files["report.html"] = "report.html"
-        return files
+                files[f"{stem}.checked.xlsx"] = excel.name
+            split = sorted(p for p in out.iterdir() if p.name.startswith("checked.") and p.suffix in _SPLIT
+                           and p not in (output, excel))  # fmt: skip
+            for part in split:  # checked.invalid.csv -> <name>.无效号码.xlsx
+                outcome = part.name.removeprefix("checked.").removesuffix(part.suffix)
+                shown = part
+                if part.suffix != ".xlsx" and _as_workbook(part, part.with_suffix(".xlsx")):
+                    shown = part.with_suffix(".xlsx")
+                parts[outcome] = f"{stem}.{chinese(outcome)}{shown.suffix}"
+                files[parts[outcome]] = shown.name
+            if parts:
+                with zipfile.ZipFile(out / "split.zip", "w", zipfile.ZIP_DEFLATED) as zipped:
+                    for name in parts.values():
+                        zipped.write(out / files[name], name)
+                files[f"{stem}.split.zip"] = "split.zip"
+        summary: dict[str, Any] = {}
+        mine = {(run["pid"], run["host"]) for run in job.runs}
+        try:  # a report is a convenience: the run's outcome does not hang on it
+            made = report(self.checkpoint, checked=output, title=job.name, price=self.price,
+                          runs=lambda r: (r.get("pid"), r.get("host")) in mine)  # fmt: skip
+            (out / "report.html").write_text(made.to_html(), encoding="utf-8")
+            files[f"{stem}.report.html"] = "report.html"
+            summary = _summary(made, job.log, self.price)
+        except Exception as exc:
+            job.log.append(mask_text(f"no report of this job: {exc}"))
+        with contextlib.suppress(Exception):
+            (out / "store-report.html").write_text(report(self.checkpoint, price=self.price).to_html(),
+                                                   encoding="utf-8")  # fmt: skip
+            files["结果库报告.store-report.html"] = "store-report.html"
+        return files, parts, summary
 
     async def close(self) -> None:
         """The server is stopping: each run gets the command's first Ctrl-C and up to 30 s to keep its answers."""
@@ -382,32 +427,28 @@ class _Refusal(Exception):
         self.status, self.message = status, message
 
 
-def _summary(output: Path, log: list[str]) -> dict[str, Any]:
-    """Rows by outcome in the checked file, and what the run paid (the command's own count)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    from .results import outcomes
-
-    if output.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(output, columns=["qxt_code", "Status"])
-    elif output.suffix == ".xlsx":
-        import pandas as pd
-
-        frame = pd.read_excel(output, usecols=["qxt_code", "Status"], dtype={"qxt_code": "Int16", "Status": str})
-        table = pa.Table.from_pandas(frame, preserve_index=False)
-    else:
-        import pyarrow.csv as pa_csv
-
-        kinds = {"qxt_code": pa.int16(), "Status": pa.string()}
-        convert = pa_csv.ConvertOptions(include_columns=list(kinds), column_types=kinds)
-        table = pa_csv.read_csv(output, convert_options=convert)
-    each = pc.value_counts(outcomes(table["qxt_code"], table["Status"])).to_pylist()
+def _summary(made: Report, log: list[str], price: Decimal | None) -> dict[str, Any]:
+    """Rows by outcome in the checked file (in the order a person reads them, with their names and shares), and
+    what the run paid (the command's own count), in yuan too with a price."""
     found = (re.search(r"paid queries ([\d,]+)", line) for line in log)
     paid = next((int(m.group(1).replace(",", "")) for m in found if m), None)
-    return {"rows": table.num_rows, "outcomes": {e["values"]: e["counts"] for e in each}, "paid": paid}
+    rows = sum(made.rows.values())
+    return {
+        "rows": rows, "outcomes": dict(ordered(made.rows)), "labels": {k: label(k) for k in made.rows},
+        "shares": {k: round(100 * n / rows, 1) if rows else 0.0 for k, n in made.rows.items()},
+        "paid": paid, "spent": None if paid is None or price is None else yuan(cost(paid, price)),
+        "paid_by_job": made.paid, "spent_by_job": None if price is None else yuan(cost(made.paid, price)),
+    }  # fmt: skip
+
+
+def _planned(plan: Plan) -> dict[str, Any]:
+    """The plan for the page: its counts, and its money as text (¥) when there is a price."""
+    money = {"price": None, "cost": None, "balance_yuan": None}
+    if plan.price is not None:
+        money = {"price": yuan(plan.price), "cost": yuan(cost(plan.will_query, plan.price)),
+                 "balance_yuan": None if plan.balance is None else yuan(cost(plan.balance, plan.price))}  # fmt: skip
+    counts = {k: v for k, v in asdict(plan).items() if k != "price"}
+    return {**counts, "will_query": plan.will_query, "covered": plan.covered, **money}
 
 
 def _as_workbook(output: Path, excel: Path) -> bool:
@@ -582,7 +623,8 @@ def create_app(console: Console, token: str) -> Starlette:
         action, method = request.path_params.get("action", ""), request.method
         if request.url.path == "/api/info":
             return JSONResponse({"simulated": console.simulated, "store": shown(console.checkpoint),
-                                 "max_upload": _size(console.max_upload)})  # fmt: skip
+                                 "max_upload": _size(console.max_upload),
+                                 "price": None if console.price is None else yuan(console.price)})  # fmt: skip
         if "id" not in request.path_params:
             if method == "POST":
                 job = await console.upload(request)
@@ -695,7 +737,7 @@ def _simulated() -> Iterator[tuple[str, dict[str, str]]]:
 
 def serve_forever(*, host: str, port: int, checkpoint: str | None, simulate: bool, base_url: str | None,
                   max_upload: int, keep_days: float, data_dir: Path | None,
-                  max_data: int = 10 * 2**30) -> int:  # fmt: skip
+                  max_data: int = 10 * 2**30, price: Decimal | None = None) -> int:  # fmt: skip
     """Run the console until interrupted; the first line printed is its URL with the token."""
     import uvicorn
 
@@ -726,7 +768,7 @@ def serve_forever(*, host: str, port: int, checkpoint: str | None, simulate: boo
 
         async def main() -> None:
             console = Console(root, checkpoint=store, base_url=base_url, env=env, max_upload=max_upload,
-                              max_data=max_data, keep_days=keep_days, simulated=simulate)  # fmt: skip
+                              max_data=max_data, keep_days=keep_days, simulated=simulate, price=price)  # fmt: skip
             # Progress streams (SSE) never end by themselves: 2 s for them, then the runs get their Ctrl-C and
             # up to the rest of the documented 30 s.
             config = uvicorn.Config(create_app(console, token), log_level="warning", access_log=False,
