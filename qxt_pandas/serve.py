@@ -241,7 +241,7 @@ class Console:
         try:
             source = open_source(self.input(job), sheet=sheet or job.sheet)
         except InputError as exc:
-            raise _Refusal(400, "无法读取文件 · " + str(exc).replace(str(self.input(job)), job.name)) from None
+            raise _unreadable(exc, self.input(job), job) from None
         if len(source.columns) > MAX_COLUMNS:  # guessing the column reads each: 50,000 of them took 34 s
             raise _Refusal(400, f"列太多 · {job.name} has {len(source.columns):,} columns; the console takes at most "
                                 f"{MAX_COLUMNS:,}. Keep the columns you need, or use qxt check --column.")  # fmt: skip
@@ -264,7 +264,7 @@ class Console:
         try:
             plan = plan_file(source, chosen, options)
         except InputError as exc:
-            raise _Refusal(400, "无法读取文件 · " + str(exc).replace(str(self.input(job)), job.name)) from None
+            raise _unreadable(exc, self.input(job), job) from None
         except Exception as exc:  # the balance could not be read: the key, the network
             raise _Refusal(502, "无法读取余额 · " + mask_text(str(exc))) from None
         job.column, job.plan = chosen, _planned(plan)
@@ -434,7 +434,8 @@ def _summary(made: Report, log: list[str], price: Decimal | None) -> dict[str, A
     paid = next((int(m.group(1).replace(",", "")) for m in found if m), None)
     rows = sum(made.rows.values())
     return {
-        "rows": rows, "outcomes": dict(ordered(made.rows)), "labels": {k: label(k) for k in made.rows},
+        "rows": rows, "outcomes": dict(ordered(made.rows)), "order": [k for k, _ in ordered(made.rows)],
+        "labels": {k: label(k) for k in made.rows},
         "shares": {k: round(100 * n / rows, 1) if rows else 0.0 for k, n in made.rows.items()},
         "paid": paid, "spent": None if paid is None or price is None else yuan(cost(paid, price)),
         "paid_by_job": made.paid, "spent_by_job": None if price is None else yuan(cost(made.paid, price)),
@@ -519,12 +520,33 @@ def _display_name(name: str) -> str:
     return name or "export.csv"
 
 
+#: What reading a file may say, and how the page says it to a person who does not code: (pattern, words).
+_PLAINLY = (
+    (r"(?i)parquet magic bytes|parquet file.*(corrupt|invalid)|couldn't deserialize thrift",
+     "不是有效的 Parquet 文件 · {name} is not a Parquet file, or it is damaged. Export it again, or as CSV."),
+    (r"(?i)not a zip file|badzipfile|bad zip",
+     "不是有效的 Excel 工作簿 · {name} is not an Excel workbook (.xlsx), or it is damaged. Open it in Excel and save "
+     "it again as .xlsx or as CSV UTF-8."),
+    (r"(?i)empty csv file|is empty|cannot infer number of columns",
+     "文件是空的 · {name} is empty: it needs a first line with the column names, then a row per customer."),
+    (r"(?i)neither utf-8 nor gbk|not valid (gb18030|utf-8)|codec can't decode",
+     "文件编码无法识别 · {name} is not text in UTF-8 or GBK (is it really a CSV?). In Excel: Save As, "
+     "CSV UTF-8 (逗号分隔)."),
+    (r"(?i)line (\d+) has (\d+) fields where the header has (\d+)",
+     "第 {0} 行的列数不对 · Line {0} of {name} has {1} values where the header has {2}: a value holding a comma "
+     "needs quotes. Save the file from Excel again as CSV, or fix that line."),
+)  # fmt: skip
+
+
 def _unreadable(exc: BaseException, path: Path, job: Job) -> _Refusal:
-    """A file the plan could not read, told on the page: the error's first line, with the user's file name (never
-    the server's path), numbers masked."""
+    """A file the plan could not read, told on the page in plain words (Chinese first), with the user's file name
+    (never the server's path), numbers masked; a reason not foreseen keeps its first line."""
     text = str(exc).replace(str(path), job.name).strip()
+    for pattern, words in _PLAINLY:
+        if found := re.search(pattern, text):
+            return _Refusal(400, words.format(*found.groups(), name=job.name))
     told = mask_text(text.splitlines()[0] if text else type(exc).__name__)
-    return _Refusal(400, f"无法读取文件 · {job.name} cannot be read: {told}")
+    return _Refusal(400, f"无法读取文件 · {job.name} cannot be read as a table: {told}")
 
 
 def _matches(given: str, token: str) -> bool:

@@ -34,9 +34,10 @@ GOOD = "13972565391"  # 正常 in the simulator (see test_simulator for how that
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data" / "crm_export.csv"
 
 
-def qxt(*args: object, key: str | None = SECRET, timeout: float = 120, **popen) -> subprocess.CompletedProcess:
+def qxt(*args: object, key: str | None = SECRET, timeout: float = 120, env_extra: dict[str, str] | None = None,
+        **popen) -> subprocess.CompletedProcess:  # fmt: skip
     """The qxt command in a subprocess, the key in its environment; asserts no key shows in its output."""
-    env = {k: v for k, v in os.environ.items() if k not in ("QXT_APIKEY", "QXT_BASE_URL")}
+    env = {k: v for k, v in os.environ.items() if k not in ("QXT_APIKEY", "QXT_BASE_URL")} | (env_extra or {})
     if key is not None:
         env["QXT_APIKEY"] = key
     result = subprocess.run([sys.executable, "-m", "qxt_pandas.cli", *map(str, args)], env=env,

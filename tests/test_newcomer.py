@@ -50,7 +50,7 @@ def test_province_shares_are_of_all_answered_numbers(tmp_path):
     assert abs(float(share.group(2)) - 100 * int(share.group(1).replace(",", "")) / made.answered) < 0.06
     assert "其他 others" in text and "numbers, not rows" in text
     page = made.to_html()
-    assert "Simulated data" in page and "<title>QXT report (simulated data)" in page and made.made in page
+    assert "Simulated data" in page and "QXT report（模拟数据 simulated data）" in page and made.made in page
     assert "其他 others" in page and "(numbers)" in page
 
 

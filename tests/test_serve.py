@@ -93,8 +93,8 @@ def test_plan_pays_nothing_and_a_run_writes_what_qxt_check_writes(tmp_path):
         plan = made["plan"]
         assert plan["rows"] == 3000 and plan["to_query"] == plan["unique"] and plan["in_checkpoint"] == 0
         done = run_to_end(http, made["id"])
-        files = ["crm_export.checked.csv", "crm_export.checked.xlsx", "crm_export.split.zip", "report.html"]
-        assert done["files"] == files
+        assert done["files"][:2] == ["crm_export.checked.csv", "crm_export.checked.xlsx"]
+        assert done["files"][-3:] == ["crm_export.split.zip", "crm_export.report.html", "结果库报告.store-report.html"]
         assert done["summary"]["rows"] == 3000 and done["summary"]["paid"] == len(sim.ledger)
         assert done["progress"]["done"] == done["progress"]["total"] == plan["to_query"]
         web = http.get(f"/api/jobs/{made['id']}/files/crm_export.checked.csv")
@@ -111,8 +111,8 @@ def test_plan_pays_nothing_and_a_run_writes_what_qxt_check_writes(tmp_path):
         assert (
             len(workbook) == 3000 and workbook["mobile"].tolist() == pd.read_csv(SAMPLE, dtype=str)["mobile"].tolist()
         )
-        counts = {n: len(pd.read_csv(zipped.open(n), dtype=str)) for n in zipped.namelist()}
-        assert sum(counts.values()) == 3000 and counts["crm_export.正常.csv"] == done["summary"]["outcomes"]["正常"]
+        counts = {n: len(pd.read_excel(io.BytesIO(zipped.read(n)), dtype=str)) for n in zipped.namelist()}
+        assert sum(counts.values()) == 3000 and counts["crm_export.正常.xlsx"] == done["summary"]["outcomes"]["正常"]
 
 
 def test_a_second_upload_pays_nothing_and_overlapping_jobs_pay_each_number_once(tmp_path):
@@ -204,7 +204,8 @@ def test_script_in_a_header_a_value_and_the_vendors_status_stays_text(tmp_path, 
         assert made["column"] == "m" and evil in done["columns"]
         listing = http.get("/api/jobs")
         assert listing.headers["content-type"].startswith("application/json")
-        report = http.get(f"/api/jobs/{made['id']}/files/report.html")
+        name = next(name for name in done["files"] if name.endswith(".report.html"))
+        report = http.get(f"/api/jobs/{made['id']}/files/{name}")
         assert report.status_code == 200 and "<script>alert" not in report.text and "&lt;script&gt;" in report.text
         assert report.headers["content-security-policy"] == "sandbox"  # a download never runs as this origin
         page = http.get("/").text + http.get("/static/app.js").text

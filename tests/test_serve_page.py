@@ -59,9 +59,9 @@ def test_the_page_uploads_runs_and_downloads_in_a_real_browser(tmp_path):
             with page.expect_download() as caught:
                 page.click("text=split.zip")
             zipped = zipfile.ZipFile(io.BytesIO(Path(caught.value.path()).read_bytes()))
-            counts = {n: len(pd.read_csv(zipped.open(n), dtype=str)) for n in zipped.namelist()}
-            assert sum(counts.values()) == 3000 and "crm_export.正常.csv" in counts
-            assert "正常" in page.inner_text("#summary") and page.locator("#jobs tr").count() == 1
+            counts = {n: len(pd.read_excel(io.BytesIO(zipped.read(n)), dtype=str)) for n in zipped.namelist()}
+            assert sum(counts.values()) == 3000 and "crm_export.正常.xlsx" in counts
+            assert "正常" in page.inner_text("#summary") and page.locator("#jobs tbody tr").count() == 1
             page.screenshot(path=str(tmp_path / "serve-1280.png"), full_page=True)
             page.set_viewport_size({"width": 390, "height": 844})
             width = page.evaluate("document.documentElement.scrollWidth")
@@ -99,7 +99,7 @@ def test_choosing_a_job_shows_exactly_that_job_and_every_job_is_listed(tmp_path)
             page.locator("#state", has_text="完成").wait_for(timeout=60_000)
             page.set_input_files("#file", str(planned_csv))
             page.locator("#job-name", has_text="planned.csv").wait_for()
-            page.locator("#jobs tr").nth(1).wait_for()
+            page.locator("#jobs tbody tr").nth(1).wait_for()
             page.click("#jobs >> text=done.csv")
             page.locator("#job-name", has_text="done.csv").wait_for()
             assert "完成" in page.inner_text("#state") and page.locator("#files a").count() >= 1
@@ -114,8 +114,8 @@ def test_choosing_a_job_shows_exactly_that_job_and_every_job_is_listed(tmp_path)
             page.locator("#page-text", has_text="25").wait_for()
             page.click("#next")
             page.locator("#page-text", has_text="2 / 2").wait_for()
-            assert page.locator("#jobs tr").count() == 5
-            page.locator("#jobs tr").last.locator("button.delete").click()
+            assert page.locator("#jobs tbody tr").count() == 5
+            page.locator("#jobs tbody tr").last.locator("button.delete").click()
             page.locator("#page-text", has_text="24").wait_for()
         finally:
             browser.close()
