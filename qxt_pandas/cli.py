@@ -294,6 +294,7 @@ def _serve(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         limit, quota = parse_size(args.max_upload), parse_size(args.max_data, name="--max-data")
+        price = args.price if args.price is not None else price_from_env()
     except ValueError as exc:
         _say(str(exc))
         return EXIT_USAGE
@@ -307,7 +308,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_data=quota,
         keep_days=args.keep_days,
         data_dir=args.data_dir,
-        price=args.price if args.price is not None else price_from_env(),
+        price=price,
     )
 
 

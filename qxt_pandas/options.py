@@ -109,6 +109,11 @@ class CheckOptions:
         return f"CheckOptions({', '.join(f'{k}={v!r}' for k, v in shown.items() if v is not None)})"
 
     @property
+    def unit_price(self) -> Decimal | None:
+        """``price`` in yuan per query, exactly (it is held so once constructed); None: no price given."""
+        return cast("Decimal | None", self.price)
+
+    @property
     def max_age_seconds(self) -> float | None:
         """``max_age`` in seconds (it is held so once constructed)."""
         return cast("float | None", self.max_age)

@@ -218,7 +218,7 @@ async def aplan(values: pd.Series, options: CheckOptions) -> Plan:
             balance = await preflight(client, prepared)
     finally:
         prepared.close()
-    return prepared.plan(options.budget, balance, options.price)
+    return prepared.plan(options.budget, balance, options.unit_price)
 
 
 async def read_balance(client: AsyncClient) -> Balance:
@@ -297,7 +297,7 @@ async def _query(prepared: Prepared, options: CheckOptions) -> EngineResult:
         started = time.monotonic()
         balance = await preflight(client, prepared)
         round_trip = time.monotonic() - started
-        _refuse_if_uncovered(prepared.plan(options.budget, balance, options.price))
+        _refuse_if_uncovered(prepared.plan(options.budget, balance, options.unit_price))
         progress = Progress(len(prepared.to_query), from_checkpoint=prepared.known.num_rows,
                             style=options.progress_style)  # fmt: skip
         writer = store.writer(options.patience) if store is not None else None  # refuses a read-only role

@@ -444,7 +444,7 @@ def _summary(made: Report, log: list[str], price: Decimal | None) -> dict[str, A
 
 def _planned(plan: Plan) -> dict[str, Any]:
     """The plan for the page: its counts, and its money as text (¥) when there is a price."""
-    money = {"price": None, "cost": None, "balance_yuan": None}
+    money: dict[str, str | None] = {"price": None, "cost": None, "balance_yuan": None}
     if plan.price is not None:
         money = {"price": yuan(plan.price), "cost": yuan(cost(plan.will_query, plan.price)),
                  "balance_yuan": None if plan.balance is None else yuan(cost(plan.balance, plan.price))}  # fmt: skip

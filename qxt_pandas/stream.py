@@ -172,7 +172,7 @@ def plan_file(source: Source, column: str, options: CheckOptions) -> Plan:
         finally:
             prepared.close()
 
-    return prepared.plan(options.budget, run_sync(balance()), options.price)
+    return prepared.plan(options.budget, run_sync(balance()), options.unit_price)
 
 
 def check_file(
@@ -203,12 +203,12 @@ def check_file(
     try:
         prepared, codes = _scan(source, column, options, spill=spill_dir(output.path))
         on_scanned()
-        summary = Summary(prepared.plan(options.budget, price=options.price))
+        summary = Summary(prepared.plan(options.budget, price=options.unit_price))
         run: EngineResult = run_sync(query(prepared, options))
         if run.stopped is not None:
             raise stopped_error(run, prepared, None)  # no output: it would be incomplete
         # answers another run gave meanwhile count as stored
-        summary.plan = prepared.plan(options.budget, price=options.price)
+        summary.plan = prepared.plan(options.budget, price=options.unit_price)
         results = Results(prepared.numbers, *outcome(prepared, run))
         prepared.known = prepared.known.slice(0, 0)  # the results hold what rows need: let the answers go
         summary.paid, summary.failed, summary.expired = run.paid, len(run.failures), run.expired

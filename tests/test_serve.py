@@ -56,7 +56,11 @@ def console(tmp_path: Path, url: str, *more: str) -> Iterator[Console]:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-        assert SECRET not in (proc.stderr.read() if proc.stderr else "")  # the key never leaves the server's env
+        told = proc.stderr.read() if proc.stderr else ""
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+        assert SECRET not in told  # the key never leaves the server's env
 
 
 def rich(**knobs):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -77,10 +78,6 @@ def test_the_page_uploads_runs_and_downloads_in_a_real_browser(tmp_path):
             assert errors == []
         finally:
             browser.close()
-    if os.environ.get("QXT_DOCS_SCREENSHOTS"):
-        (ROOT / "docs" / "images").mkdir(exist_ok=True)
-        for name in ("serve-1280.png", "serve-390.png"):
-            shutil.copy(tmp_path / name, ROOT / "docs" / "images" / name)
 
 
 def test_choosing_a_job_shows_exactly_that_job_and_every_job_is_listed(tmp_path):
@@ -152,3 +149,105 @@ def test_a_token_typed_into_the_page_leaves_no_trace_in_chromiums_history(tmp_pa
     urls = [row[0] for row in history.execute("select url from urls")]
     history.close()
     assert urls and not [u for u in urls if c.token in u or "token=" in u]
+
+
+# Every visible text node's contrast against what is behind it (backgrounds composited up the tree over
+# white, opacity included), as WCAG 2 computes it; and each select's shown value. [ratio, text], lowest first.
+_CONTRAST = """() => {
+  const parse = (c) => { const m = c.match(/rgba?\\(([^)]+)\\)/); if (!m) return null;
+    const p = m[1].split(/[\\s,\\/]+/).filter(Boolean).map(Number);
+    return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1]; };
+  const lum = (rgb) => { const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(rgb[0]) + 0.7152 * f(rgb[1]) + 0.0722 * f(rgb[2]); };
+  const behind = (el) => { const layers = [];
+    for (let e = el; e; e = e.parentElement) { const c = parse(getComputedStyle(e).backgroundColor);
+      if (c && c[3] > 0) { layers.push(c); if (c[3] >= 1) break; } }
+    let out = [255, 255, 255];
+    for (const c of layers.reverse()) out = out.map((v, i) => c[i] * c[3] + v * (1 - c[3]));
+    return out; };
+  const ratio = (el) => { const st = getComputedStyle(el); const fg = parse(st.color); let alpha = fg[3];
+    for (let e = el; e; e = e.parentElement) alpha *= Number(getComputedStyle(e).opacity);
+    const bg = behind(el); const mixed = fg.slice(0, 3).map((v, i) => v * alpha + bg[i] * (1 - alpha));
+    const a = lum(mixed), b = lum(bg); return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05); };
+  const seen = (el) => { const box = el.getBoundingClientRect(); return box.width > 0 && box.height > 0 &&
+    getComputedStyle(el).visibility !== "hidden"; };
+  const out = [];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  while (walker.nextNode()) { const node = walker.currentNode; const el = node.parentElement;
+    if (!node.textContent.trim() || el.closest("select, option") || !seen(el)) continue;
+    out.push([ratio(el), node.textContent.trim().slice(0, 60)]); }
+  for (const el of document.querySelectorAll("select")) if (seen(el)) out.push([ratio(el), "select " + el.id]);
+  return out.sort((x, y) => x[0] - y[0]);
+}"""
+
+
+def _lowest_contrast(page) -> tuple[float, str]:
+    return tuple(page.evaluate(_CONTRAST)[0])
+
+
+def test_text_reads_at_4_5_to_1_in_every_state_and_the_page_works_from_the_keyboard(tmp_path):
+    """Issue 31: contrast, keyboard, money, a starting state, a live job list, a report readable on a phone."""
+    sim = rich(latency=0.2)
+    with serve(sim) as url, console(tmp_path, url, "--price", "0.05") as c, sync_api.sync_playwright() as pw:
+        browser = _browser(pw)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(f"{c.base}/")  # the token form
+            lowest = {"login": _lowest_contrast(page)}
+            page.goto(f"{c.base}/?token={c.token}")
+            page.locator("#price", has_text="¥0.05").wait_for()
+            lowest["empty"] = _lowest_contrast(page)
+            page.set_input_files("#file", files=[{"name": "names.csv", "mimeType": "text/csv",
+                                                  "buffer": "name,city\n张三,北京\n".encode()}])  # fmt: skip
+            page.locator("#problem", has_text="没有找到号码列").wait_for()
+            assert page.is_disabled("#run") and page.input_value("#column") == ""  # nothing chosen for them
+            lowest["no column"] = _lowest_contrast(page)
+            page.set_input_files("#file", str(SAMPLE))
+            page.locator("#job-name", has_text="crm_export.csv").wait_for()
+            assert "¥100.80" in page.inner_text("#plan") and "不收费" in page.inner_text("#plan")
+            lowest["plan"] = _lowest_contrast(page)
+            # every state #progress-text goes through, recorded as it changes
+            page.evaluate("""() => { window.said = []; new MutationObserver(() =>
+                window.said.push(document.getElementById('progress-text').textContent))
+                .observe(document.getElementById('progress-text'), {childList: true, characterData: true,
+                subtree: true}); }""")  # fmt: skip
+            page.focus("#column")
+            page.keyboard.press("Tab")
+            assert page.evaluate("document.activeElement.id") == "run"
+            page.keyboard.press("Enter")  # Run, from the keyboard
+            page.locator("#jobs tbody", has_text="检测中").wait_for()  # the list follows the run, no reload
+            lowest["running"] = _lowest_contrast(page)
+            page.locator("#state", has_text="完成").wait_for(timeout=120_000)
+            said = page.evaluate("window.said")
+            assert said[0].startswith("正在启动"), said  # a word from the first moment, never a bare 0 / 2,016
+            assert not [s for s in said if s.startswith("0 /")]
+            assert "已花费 ¥" in page.inner_text("#spent") and page.locator("#jobs tbody", has_text="完成").count() == 1
+            outcomes = page.locator("#summary td.label").all_inner_texts()
+            assert outcomes and all(re.match(r"[\u4e00-\u9fff]", text) for text in outcomes), outcomes
+            lowest["done"] = _lowest_contrast(page)
+            page.screenshot(path=str(tmp_path / "serve-1280.png"), full_page=True)
+            page.set_viewport_size({"width": 390, "height": 844})
+            assert page.evaluate("document.documentElement.scrollWidth") <= 390
+            lowest["done, 390 px"] = _lowest_contrast(page)
+            page.screenshot(path=str(tmp_path / "serve-390.png"), full_page=True)
+            job = page.evaluate("job.id")
+            report = page.request.get(f"{c.base}/api/jobs/{job}/files/crm_export.report.html").text()
+            page = browser.new_page(viewport={"width": 390, "height": 844})  # (the console's CSP would apply)
+            page.set_content(report)
+            assert page.evaluate("document.documentElement.scrollWidth") <= 390
+            cut = page.evaluate("""() => Array.from(document.querySelectorAll('.qxt-bars span'))
+                .filter((s) => s.getBoundingClientRect().right > window.innerWidth + 0.5).length""")
+            assert cut == 0  # every bar label and figure on screen at 390 px
+            lowest["report, 390 px"] = _lowest_contrast(page)
+            page.screenshot(path=str(tmp_path / "report-390.png"), full_page=True)
+            page.set_viewport_size({"width": 1280, "height": 900})
+            page.screenshot(path=str(tmp_path / "report-1280.png"), full_page=True)
+        finally:
+            browser.close()
+    print("lowest contrast:", {state: (round(found[0], 2), found[1]) for state, found in lowest.items()})
+    low = {state: found for state, found in lowest.items() if found[0] < 4.5}
+    assert not low, f"text below 4.5:1: {low}"
+    if os.environ.get("QXT_DOCS_SCREENSHOTS"):
+        (ROOT / "docs" / "images").mkdir(exist_ok=True)
+        for name in ("serve-1280.png", "serve-390.png", "report-390.png"):
+            shutil.copy(tmp_path / name, ROOT / "docs" / "images" / name)

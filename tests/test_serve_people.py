@@ -13,14 +13,14 @@ from decimal import Decimal
 
 import pandas as pd
 import pytest
-from conftest import SAMPLE, qxt
+from conftest import SAMPLE, SECRET, qxt
 from test_serve import console, rich, run_to_end, upload
 
 from qxt_pandas.files import guess_column, open_source
 from qxt_pandas.labels import OURS, label
 from qxt_pandas.money import cost, parse_price, yuan
 from qxt_pandas.pipeline import Plan
-from qxt_pandas.simulator import serve
+from qxt_pandas.simulator import SimulatorTransport, serve
 
 pytest.importorskip("starlette")
 CHINESE = re.compile(r"[\u4e00-\u9fff]")
@@ -166,4 +166,16 @@ def test_a_run_with_nothing_to_pay_says_so_and_pays_nothing(tmp_path):
 def test_every_outcome_of_ours_has_a_chinese_name():
     for key in OURS:
         assert CHINESE.match(label(key)) and " · " in label(key)
-    assert label("空号") == "空号 · vacant" and label("新状态") == "新状态"  # one we do not know: as the vendor wrote it
+    assert label("空号") == "空号 · vacant"
+    assert label("新状态") == "新状态"  # one we do not know: as the vendor wrote it
+
+
+def test_plan_in_python_takes_a_price_and_a_bad_one_in_the_environment_is_exit_2(sim, tmp_path):
+    frame = pd.DataFrame({"mobile": ["13972565391", "13800138000", "13800138000", "无"]})
+    plan = frame.qxt.plan("mobile", apikey=SECRET, base_url="http://127.0.0.1", transport=SimulatorTransport(sim),
+                          price="0.05")  # fmt: skip
+    assert plan.will_query == 2 and plan.cost == Decimal("0.10") and len(sim.ledger) == 0
+    for command in (["check", SAMPLE, "--column", "mobile", "--dry-run", "--simulate"],
+                    ["serve", "--simulate", "--port", "0", "--data-dir", tmp_path]):  # fmt: skip
+        told = qxt(*command, env_extra={"QXT_PRICE": "abc"}, timeout=60)
+        assert told.returncode == 2 and "QXT_PRICE='abc'" in told.stderr and "Traceback" not in told.stderr
