@@ -76,6 +76,7 @@ from .journal import (
 from .numbers import positions
 from .receipts import append_receipt, read_runs, recover
 from .store import check_key, refuse_other_kind
+from .tallies import merge_tallies, tally, tally_batches
 
 if TYPE_CHECKING:
     from .claims import Claim
@@ -291,6 +292,19 @@ class Checkpoint:
                         yield table.slice(start, size)
         yield from self._unmoved
 
+    def tallies(self) -> pa.Table:
+        """Every answer's counts for a report (tallies.py), a batch at a time: no answer's text is held. A store
+        that is one compacted part (one row per number) is counted batch by batch, keeping nothing per answer."""
+        if self._exists():
+            with lock(self.path / "read.lock", shared=True):
+                parts = self.files("part")
+                whole = self._read_part(parts[0], lazily=True) if len(parts) == 1 else None
+                if whole is not None and not self.files("journal") and not self._unmoved:
+                    schema = pa.schema([ANSWER_SCHEMA.field(name) for name in _TALLIED])
+                    batches = whole.iter_batches(65_536, columns=_TALLIED, use_threads=False)
+                    return merge_tallies(tally(pa.Table.from_batches([b]).cast(schema)) for b in batches)
+        return tally_batches(self.batches())
+
     def busy(self, numbers: list[str]) -> tuple[int, int]:
         """Live runs here: (those claiming one of ``numbers`` or holding an answer for one in a journal still
         open, all others). A forget waits for the first, and cannot speak for the second."""
@@ -502,6 +516,7 @@ class Checkpoint:
 
 _SLICE = 1 << 18  # rows a compaction copies at a time
 #: The names this project writes in a checkpoint (``<time>-<pid>-<id>``; parts end in their CRC-32).
+_TALLIED = ["code", "Status", "Area", "Is_MNP", "Now_isp"]  # what a report counts by (tallies.py)
 _OWN = {
     "part": re.compile(r"part-\d+-\w+(?:-[0-9a-f]{8})?\.parquet"),
     "journal": re.compile(r"journal-\d+-\d+-\w+\.jsonl"),

@@ -56,6 +56,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ._postgres_write import (
     COMMIT_BATCH,
@@ -72,6 +73,7 @@ from .errors import CheckpointError, StoreUnavailableError
 from .journal import ANSWER_SCHEMA, Answer, newest_per_number, read_journal, warn_once
 from .receipts import merge_runs, recovered_end
 from .store import check_key, refuse_other_kind
+from .tallies import TALLY_SCHEMA, merge_tallies, tally
 
 __all__ = ["COMMIT_BATCH", "COMMIT_EVERY", "LEASE", "PostgresStore", "without_password"]
 
@@ -346,8 +348,6 @@ class PostgresStore:
         table = _table(rows)
         if not self._unmoved:
             return table
-        import pyarrow.compute as pc
-
         extra = newest_per_number(pa.concat_tables(self._unmoved))
         keep = pc.and_(pc.invert(pc.is_in(extra["mobile"], value_set=table["mobile"])),
                        pc.greater_equal(extra["checked_at"], since))  # fmt: skip
@@ -371,6 +371,28 @@ class PostgresStore:
                 while rows := cur.fetchmany(size):
                     yield _table(rows)
         yield from self._unmoved
+
+    def tallies(self) -> pa.Table:
+        """Every answer's counts for a report (tallies.py), made by the server with one GROUP BY; answers spilled
+        on this machine, not moved in yet, are counted where the table has none for their number."""
+        tables = []
+        if self._exists():
+            with self._tx() as cur:
+                cur.execute(self._q("select code, status, now_isp, split_part(area, '-', 1), is_mnp, count(*) "
+                                    "from S.answers group by 1, 2, 3, 4, 5"))  # fmt: skip
+                rows = cur.fetchall()
+            columns: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [[] for _ in TALLY_SCHEMA]
+            tables.append(pa.table([pa.array(list(c), f.type) for c, f in zip(columns, TALLY_SCHEMA, strict=True)],
+                                   schema=TALLY_SCHEMA))  # fmt: skip
+        if self._unmoved:
+            extra = newest_per_number(pa.concat_tables(self._unmoved))
+            held: list[str] = []
+            if self._exists():
+                with self._tx() as cur:
+                    held = [row[0] for row in self._lookup(cur, extra["mobile"].to_pylist(), -1.0)]
+            fresh = pc.invert(pc.is_in(extra["mobile"], value_set=pa.array(held, pa.string())))
+            tables.append(tally(extra.filter(fresh)))
+        return merge_tallies(tables)
 
     def busy(self, numbers: list[str]) -> tuple[int, int]:
         """Live runs here, on any machine: (those claiming one of ``numbers``, all others). A claim ends only

@@ -37,6 +37,7 @@ from .labels import label, ordered
 from .money import cost, parse_price, yuan
 from .results import LOCAL_INVALID, NO_STATUS, outcomes
 from .store import open_existing
+from .tallies import tally
 
 __all__ = ["Report", "read_checked", "report"]
 
@@ -267,24 +268,42 @@ def report(
     """
     store = open_existing(checkpoint)
     try:
-        answers = store.answers() if checked is None else None
+        counts = store.tallies() if checked is None else None  # counted where the answers are
         receipts = _attributed([_with_totals(run) for run in store.runs()])
     finally:
         store.close()
     rows: dict[str, int] = {}
-    if answers is None:
+    if counts is None:
         answers, rows = _checked(Path(checked))  # type: ignore[arg-type]
-    done = answers.filter(pc.equal(answers["code"], 0))
-    provinces = _counts(_provinces(done["Area"]))
+        counts = tally(answers)
     return Report(
-        checkpoint=store.location, service=store.service, simulator=store.simulator, stored=answers.num_rows,
-        answered=done.num_rows, by_status=_statuses(done["Status"]), by_carrier=_counts(done["Now_isp"]),
-        by_province=_with_unknown(provinces, done.num_rows), by_code=_counts(answers["code"].cast(pa.string())),
-        ported=int(pc.sum(done["Is_MNP"].cast(pa.int64())).as_py() or 0),
-        runs=[run for run in receipts if runs is None or runs(run)],
-        unreadable=int(pc.sum(pc.equal(answers["code"], CHARGED_UNREADABLE)).as_py() or 0),
-        title=title or store.location, rows=rows, price=parse_price(price),
+        checkpoint=store.location, service=store.service, simulator=store.simulator,
+        runs=[run for run in receipts if runs is None or runs(run)], title=title or store.location, rows=rows,
+        price=parse_price(price), **_counted(counts),
     )  # fmt: skip
+
+
+def _counted(counts: pa.Table) -> dict[str, Any]:
+    """A report's counts from a tally (tallies.py): numbers stored, answered, by Status, carrier, province, code."""
+    groups = counts.to_pylist()
+    done = [g for g in groups if g["code"] == 0]
+    answered = sum(g["count"] for g in done)
+
+    def by(key: str, among: list[dict[str, Any]], missing: str | None = None) -> dict[str, int]:
+        summed: dict[str, int] = {}
+        for g in among:
+            name = g[key] if g[key] is not None else missing
+            if name is not None:
+                summed[str(name)] = summed.get(str(name), 0) + g["count"]
+        return dict(sorted(summed.items(), key=lambda kv: -kv[1]))
+
+    return {
+        "stored": sum(g["count"] for g in groups), "answered": answered,
+        "by_status": by("Status", done, NO_STATUS), "by_carrier": by("Now_isp", done),
+        "by_province": _with_unknown(by("province", done), answered), "by_code": by("code", groups),
+        "ported": sum(g["count"] for g in done if g["Is_MNP"]),
+        "unreadable": sum(g["count"] for g in groups if g["code"] == CHARGED_UNREADABLE),
+    }  # fmt: skip
 
 
 #: The result columns a checked file's report reads, and what they are called in the store.
@@ -393,21 +412,3 @@ def _with_unknown(provinces: dict[str, int], answered: int) -> dict[str, int]:
     """Every province, and the answered numbers whose Area was empty: shares are then of all answered."""
     unknown = answered - sum(provinces.values())
     return {**provinces, UNKNOWN_AREA: unknown} if unknown > 0 else provinces
-
-
-def _statuses(status: pa.ChunkedArray) -> dict[str, int]:
-    """Answers by Status; those whose Status the vendor left empty as :data:`NO_STATUS`."""
-    counts = _counts(status)
-    empty = status.null_count
-    return dict(sorted({**counts, NO_STATUS: empty}.items(), key=lambda kv: -kv[1])) if empty else counts
-
-
-def _counts(column: pa.ChunkedArray) -> dict[str, int]:
-    counted = pc.value_counts(column.drop_null())
-    pairs = zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist(), strict=True)
-    return dict(sorted(((str(k), int(v)) for k, v in pairs), key=lambda kv: -kv[1]))
-
-
-def _provinces(area: pa.ChunkedArray) -> pa.ChunkedArray:
-    """省 from 省-市."""
-    return pc.list_element(pc.split_pattern(area, "-", max_splits=1), 0)

@@ -95,6 +95,11 @@ class Store(Protocol):
         """Every stored answer, ``size`` at a time, in memory flat in the store's size (copying a store)."""
         ...
 
+    def tallies(self) -> pa.Table:
+        """The newest answer per number counted by code, Status, carrier, province and ported (tallies.py):
+        what a report shows, counted where the answers are."""
+        ...
+
     @property
     def fingerprint(self) -> str | None: ...
     @property

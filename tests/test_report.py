@@ -18,6 +18,7 @@ from conftest import POSTPAID_KEY, SAMPLE, SECRET, make_simulator, qxt, wait_for
 import qxt_pandas
 from qxt_pandas import outputs
 from qxt_pandas.errors import CheckpointError
+from qxt_pandas.results import NO_STATUS
 from qxt_pandas.simulator import Faults, SimulatorTransport, serve
 
 
@@ -154,3 +155,43 @@ def test_plan_shows_as_a_table_in_jupyter(sim):
         "mobile", apikey=SECRET, base_url="http://127.0.0.1", transport=SimulatorTransport(sim))  # fmt: skip
     page = plan._repr_html_()
     assert "<table>" in page and "to query" in page and "covers the run" in page
+
+
+def test_a_reports_counts_are_made_where_the_answers_are_and_count_each_numbers_newest_answer(store):
+    """Issue 32: a report counts with the store (GROUP BY, or a batch at a time), not from every answer loaded,
+    and gives the counts the answers give: the newest answer per number, spilled answers included."""
+    from qxt_pandas.journal import Answer
+    from qxt_pandas.store import open_store
+    from qxt_pandas.tallies import tally
+
+    statuses = ["正常", "空号", "停机", None]
+    opened = open_store(store, service="127.0.0.1")
+    try:
+        opened.bind(simulator=True)
+        with opened.writer() as writer:
+            for i in range(700):
+                code = -4 if i % 9 == 0 else 0
+                writer.append(Answer(f"139{i:08d}", code, statuses[i % 4] if code == 0 else None,
+                                     "湖北-宜昌" if i % 3 else "广东-深圳", i % 5 == 0, "中国移动",
+                                     ["中国移动", "中国电信"][i % 2], None, 1.7e9 + i))  # fmt: skip
+        if hasattr(opened, "compact"):
+            opened.compact()  # the directory: a part, then a journal below
+        with opened.writer() as writer:  # 200 numbers answered again, later, otherwise
+            for i in range(0, 400, 2):
+                writer.append(Answer(f"139{i:08d}", 0, "沉默号", "", True, "中国联通", "中国联通", None, 1.8e9 + i))
+        newest = opened.answers()
+        counted = opened.tallies()
+    finally:
+        opened.close()
+    assert newest.num_rows == 700 and counted["count"].to_pylist() and sum(counted["count"].to_pylist()) == 700
+    expected = {tuple(row.values()) for row in tally(newest).to_pylist()}
+    assert {tuple(row.values()) for row in counted.to_pylist()} == expected
+    made = qxt_pandas.report(store)
+    frame = newest.to_pandas()
+    answered = frame[frame["code"] == 0]
+    assert made.stored == 700 and made.answered == len(answered) and made.by_status["沉默号"] == 200
+    assert made.by_status == {k: int(v) for k, v in answered["Status"].fillna(NO_STATUS).value_counts().items()}
+    assert made.by_carrier == {k: int(v) for k, v in answered["Now_isp"].value_counts().items()}
+    assert made.ported == int(answered["Is_MNP"].sum()) and made.by_code["-4"] == int((frame["code"] == -4).sum())
+    provinces = answered["Area"].str.split("-").str[0]
+    assert made.by_province.get("", 0) == int((provinces == "").sum())  # an empty Area is its own, as before
