@@ -244,3 +244,31 @@ def test_a_store_of_another_service_or_kind_is_refused(postgres):
 def test_the_report_of_an_empty_database_says_so(postgres):
     with pytest.raises(E.CheckpointError, match="holds no qxt answers"):
         qxt_pandas.report(postgres)
+
+
+def test_a_claim_is_made_a_batch_at_a_time_and_overlapping_claims_never_share_a_number(store, monkeypatch):
+    """Issue 32: the claims lock is held a batch at a time (here 7 numbers), and the claim is still whole: two
+    runs never hold one number, the second waits for the first's numbers, a release frees every batch."""
+    from qxt_pandas import claims, postgres
+
+    monkeypatch.setattr(claims, "BATCH", 7)
+    monkeypatch.setattr(postgres, "_CLAIM_BATCH", 7)
+    numbers = [f"1390000{i:04d}" for i in range(75)]
+    first, second = open_store(store, service="127.0.0.1"), open_store(store, service="127.0.0.1")
+    try:
+        first.bind(simulator=True)
+        mine = asyncio.run(first.claim(numbers[:50], None))
+        theirs = asyncio.run(second.claim(numbers[25:75], None))
+        assert mine.mine == numbers[:50] and theirs.mine == numbers[50:75]
+        assert sorted(theirs.waiting_for) == numbers[25:50]  # across every batch of the first claim
+        if hasattr(first, "files"):
+            assert len(first.files("claim")) == 8 + 5  # a file a batch with numbers in it: 50 in 7s; 50-52, then 22
+        mine.release()
+        assert wait_for(lambda: not any(theirs.held(key) for key in theirs.others), timeout=10)
+        again = asyncio.run(second.claim(numbers[25:50], None))  # the first asked none of them: all free again
+        assert again.mine == numbers[25:50] and not again.others
+        again.release()
+        theirs.release()
+    finally:
+        first.close()
+        second.close()
