@@ -200,11 +200,15 @@ class Checkpoint:
         The host alone cannot tell: a simulator and an SSH tunnel to the vendor are both 127.0.0.1.
         """
         self.create()
-        with lock(self.path / "meta.lock"):  # two first runs at once: one binds, the other sees it
-            self._meta = self._read_meta()
-            if self.simulator is None:
-                self._meta = {**self._meta, "format": FORMAT, "simulator": simulator}
-                self._write_meta(self._meta)
+        if self.simulator is None:  # bound already: nothing to write (a read-only checkpoint re-runs)
+            try:
+                with lock(self.path / "meta.lock"):  # two first runs at once: one binds, the other sees it
+                    self._meta = self._read_meta()
+                    if self.simulator is None:
+                        self._meta = {**self._meta, "format": FORMAT, "simulator": simulator}
+                        self._write_meta(self._meta)
+            except OSError as exc:  # another user's checkpoint: said before anything is paid, exit 2
+                raise unwritable(self.path, exc) from None
         refuse_other_kind(f"checkpoint {self.path}", self.service, self.simulator, simulator,
                           "use another checkpoint path.")  # fmt: skip
 
@@ -361,8 +365,15 @@ class Checkpoint:
     # -- writing ---------------------------------------------------------------
 
     def writer(self, patience: float | None = None) -> JournalWriter:
-        """A new journal for this process's answers (use as a context manager); the file appears on first answer."""
+        """A new journal for this process's answers (use as a context manager); the file appears on first answer.
+        A directory this process may not write to (another user's) is refused here, before anything is paid."""
         self.create()
+        probe = self.path / f".tmp-{uuid.uuid4().hex}-part"  # named as our temporary files: a leftover is swept
+        try:
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            probe.unlink()
+        except OSError as exc:
+            raise unwritable(self.path, exc) from None
         return JournalWriter(self.path, store=self.identity)
 
     def _move_spilled(self) -> None:

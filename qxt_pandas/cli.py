@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO, cast
@@ -41,10 +41,11 @@ from .money import parse_price, price_from_env
 from .options import CheckOptions, parse_age
 from .outputs import AtomicWriter, Targets
 from .pipeline import read_balance
+from .progress import stamp
 from .protocol import Balance
 from .report import report
 from .store import is_database, shown
-from .stream import check_file, plan_file
+from .stream import Summary, check_file, plan_file
 
 __all__ = ["EXIT_CODES", "main"]
 
@@ -235,8 +236,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the command; returns its exit code (see ``qxt --help``)."""
+def main(argv: list[str] | None = None, *, stopped_early: Sequence[int] | None = None) -> int:
+    """Run the command; returns its exit code (see ``qxt --help``). ``stopped_early``: the stops (signal
+    numbers) that came before this function was called, noted by the ``qxt`` script while Python imported."""
     args = _parser().parse_args(argv)
     _memory_pool()
     if args.command == "simulate":
@@ -251,11 +253,36 @@ def main(argv: list[str] | None = None) -> int:
     run = _Run(args)
     # An ETL scheduler's stop, and a closed ssh session or terminal: as Ctrl-C (drain, keep what was paid for).
     previous = {sig: signal.signal(sig, _interrupt) for sig in _STOPS}
+    if stopped_early is not None:  # the qxt script noted Ctrl-C too while it started: Ctrl-C is Ctrl-C again
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
+    if stopped_early:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _say(f"stopped ({signal.Signals(stopped_early[0]).name}) while starting: nothing was read, written or paid "
+             "for. Run the same command again.")  # fmt: skip
+        return EXIT_INTERRUPTED
+    global _JSON
+    _JSON = getattr(args, "progress", None) == "json"
     streams = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = _BestEffort(sys.stdout), _BestEffort(sys.stderr)  # a closed pipe never stops a run
     orphaned = _watch_parent()
     try:
-        with warnings.catch_warnings(), numbers_shown(getattr(args, "show_numbers", False)):
+        code = _outcome(run)
+        if _JSON:  # the last line a scheduler parses
+            print(json.dumps({"ts": stamp(), "summary": run.facts(code)}, ensure_ascii=False), file=sys.stderr)
+        return code
+    finally:
+        _JSON = False
+        orphaned.set()
+        sys.stdout, sys.stderr = streams
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _outcome(run: _Run) -> int:
+    """Run it; every failure as its message and its documented exit code."""
+    try:
+        with warnings.catch_warnings(), numbers_shown(getattr(run.args, "show_numbers", False)):
             warnings.showwarning = _show_warning
             return run.main()
     except KeyboardInterrupt:
@@ -277,13 +304,9 @@ def main(argv: list[str] | None = None) -> int:
         _say(_sentences(str(exc), run.wrote(), "Run again to retry."))
         return EXIT_FAILURE
     except (QxtError, OSError) as exc:
-        _say(_sentences(_describe(exc), run.wrote(), run.kept(), "Run again to retry."))
+        kept = " Nothing was paid for." if getattr(exc, "paid_nothing", False) else run.kept()
+        _say(_sentences(_describe(exc), run.wrote(), kept, "Run again to retry."))
         return EXIT_FAILURE
-    finally:
-        orphaned.set()
-        sys.stdout, sys.stderr = streams
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -389,8 +412,15 @@ def _watch_parent() -> threading.Event:
     return done
 
 
+_JSON = False  # --progress json: every line on stderr is a JSON object a scheduler can parse
+
+
 def _say(message: str) -> None:
-    print(f"qxt: {mask_text(message)}", file=sys.stderr, flush=True)
+    if _JSON:
+        print(json.dumps({"ts": stamp(), "message": mask_text(message)}, ensure_ascii=False), file=sys.stderr,
+              flush=True)  # fmt: skip
+    else:
+        print(f"qxt: {mask_text(message)}", file=sys.stderr, flush=True)
 
 
 def _show_warning(
@@ -423,6 +453,7 @@ class _Run:
         self.checkpoint: Path | str | None = None
         self.writer: AtomicWriter | None = None
         self.scanned = False  # past pass 1: from here on, queries may have been paid for
+        self.summary: Summary | None = None  # a check's, once it has written its output
 
     def wrote(self) -> str:
         if self.args.command != "check":
@@ -430,6 +461,20 @@ class _Run:
         if self.writer is not None and self.writer.committed:
             return f"The output {self.writer.path} was complete and is in place."
         return "No output was written."
+
+    def facts(self, code: int) -> dict[str, Any]:
+        """The run in one object for a scheduler (``--progress json``'s last line): rows, paid, from the store,
+        unanswered, the exit code, the files in place."""
+        summary, committed = self.summary, self.writer is not None and self.writer.committed
+        outputs = ([str(self.writer.path)] if committed and self.writer else []) + (
+            summary.split_files if summary else []
+        )
+        return {
+            "command": self.args.command, "exit": code, "rows": summary.plan.rows if summary else None,
+            "paid": summary.paid if summary else None, "from_store": summary.plan.in_checkpoint if summary else None,
+            "unanswered": summary.unanswered if summary else None, "outputs": outputs,
+            "checkpoint": shown(self.checkpoint) if self.checkpoint is not None else None,
+        }  # fmt: skip
 
     def kept(self, after_paying_only: bool = False) -> str:
         if self.args.command != "check" or (after_paying_only and not self.scanned):
@@ -478,6 +523,7 @@ class _Run:
             assert self.writer is not None
             summary = check_file(source, args.column, self.writer, options, on_scanned=self._scanned,
                                  split=args.split, targets=targets, mask_output=args.mask_output)  # fmt: skip
+            self.summary = summary
             where = f"; answers kept in {shown(self.checkpoint)}" if self.checkpoint else ""
             plain_csv = args.output.suffix.lower() in (".csv", ".tsv") and not args.excel_friendly
             hint = ("\nfor Excel: write .xlsx (--output checked.xlsx), or pass --excel-friendly (a BOM, numbers "

@@ -29,7 +29,7 @@ import contextlib
 import enum
 import time
 import warnings
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -37,7 +37,7 @@ from typing import Any, Protocol
 from ._sync import drainable, draining
 from .client import MAX_BACKOFF, AsyncClient
 from .concurrency import Adaptive, Controller, Fixed
-from .errors import NumberError, QxtError, TerminalError
+from .errors import HttpStatusError, NumberError, QxtError, TerminalError
 from .journal import PAID_CODES, Answer
 from .progress import Progress
 
@@ -177,6 +177,8 @@ class _Slots:
         self._area = 0.0  # integral of in_flight over time, for EngineResult.held
         self._started: float | None = None
         self._waiting: deque[asyncio.Future[None]] = deque()
+        self.sent: dict[int, float] = {}  # a request in flight (its worker's id) -> when it was sent
+        self.faults: Counter[str] = Counter()  # failed attempts by kind since the log last said
 
     def try_acquire(self) -> bool:
         """Take a slot if one is free now, without waiting."""
@@ -221,6 +223,8 @@ class _Slots:
     def __call__(self, sent_at: float, error: QxtError | None) -> None:  # the client's Watch
         now = time.monotonic()
         self.result.requests += 1
+        if error is not None and not isinstance(error, NumberError):
+            self.faults[_kind(error)] += 1
         if error is not None and error.pushes_back:
             self.result.pushbacks += 1
             self.result.busy += error.busy
@@ -232,6 +236,21 @@ class _Slots:
         elif error is None or isinstance(error, NumberError):
             self.last_answer = now
             self.controller.answered(self.in_flight - 1, now)
+
+    def waiting(self) -> str:
+        """What the run waits for now, in words, for a log that beats while nothing lands: requests in flight and
+        the oldest's age, the faults since the last time it said, a pause the service asked for."""
+        now = time.monotonic()
+        said = [f"{self.in_flight} in flight"]
+        if self.sent:
+            said[0] += f", the oldest for {now - min(self.sent.values()):.0f} s"
+        if self.faults:
+            said.append("since the last line " + ", ".join(f"{n:,} {kind}" for kind, n in self.faults.most_common()))
+            self.faults.clear()
+        if self.controller.resume_at > now:
+            said.append(f"no request starts for {self.controller.resume_at - now:.0f} s (the service's pause or a "
+                        "backoff)")  # fmt: skip
+        return "; ".join(said)
 
     def held(self) -> float:
         self._count(0)
@@ -283,6 +302,7 @@ async def query_numbers(
     taken = 0  # numbers taken and not done
     if progress is not None:
         progress.load = lambda: (slots.in_flight, controller.allowed, result.pushbacks)
+        progress.waiting = slots.waiting
 
     def record(answer: Answer | None, mobile: str, error: QxtError | None = None) -> None:
         if answer is not None:
@@ -373,7 +393,11 @@ async def query_numbers(
                     if stop.is_set() or (lease is not None and not lease.ready(longest) and not await lease_stands()):
                         put_back = True  # not asked: the run stopped, or its claim on the number may have lapsed
                         return
-                    status = await client.status(mobile, watch=slots)
+                    slots.sent[id(asyncio.current_task())] = time.monotonic()
+                    try:
+                        status = await client.status(mobile, watch=slots)
+                    finally:
+                        slots.sent.pop(id(asyncio.current_task()), None)
                     answer = Answer(mobile, 0, status.status, status.area, status.is_mnp, status.init_isp,
                                     status.now_isp, None, time.time()).storable()  # fmt: skip
                     record(answer, mobile)
@@ -405,6 +429,7 @@ async def query_numbers(
     ceiling = controller.maximum if isinstance(controller, Adaptive) else controller.allowed
     workers = min(ceiling, len(numbers))
     tasks = [asyncio.create_task(worker(0.0 if adaptive else ramp * i / workers)) for i in range(workers)]
+    beating = asyncio.create_task(_beat(progress)) if progress is not None else None  # the log beats, always
     everything: asyncio.Future[Any] = asyncio.gather(*tasks)
     stopped: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
     interrupted = asyncio.ensure_future(drain.wait()) if drain is not None else stopped
@@ -432,6 +457,8 @@ async def query_numbers(
     finally:
         stopped.cancel()
         interrupted.cancel()
+        if beating is not None:
+            beating.cancel()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -439,6 +466,28 @@ async def query_numbers(
             everything.exception()  # retrieved: no "exception never retrieved" warning
     result.held = slots.held()
     return result
+
+
+async def _beat(progress: Progress) -> None:
+    """Once a second: the progress display may say how the run stands, answers or not (cancelled at the end)."""
+    while True:
+        await asyncio.sleep(1.0)
+        progress.beat()
+
+
+#: How a failed attempt's cause reads in the log.
+_KINDS = {"ConnectError": "refused connections", "ConnectTimeout": "connect timeouts", "ReadTimeout": "timeouts",
+          "TimeoutException": "timeouts", "RemoteProtocolError": "broken answers", "ReadError": "resets"}  # fmt: skip
+
+
+def _kind(error: QxtError) -> str:
+    """A failed attempt's kind, for the log: ``busy (-8)``, ``HTTP 502``, ``refused connections`` …"""
+    if isinstance(error, HttpStatusError):
+        return f"HTTP {error.status_code}"
+    if error.busy:
+        return f"busy ({error.code})" if error.code is not None else "busy"
+    cause = type(error.__cause__).__name__ if error.__cause__ is not None else type(error).__name__
+    return _KINDS.get(cause, cause)
 
 
 def horizon(client: AsyncClient) -> float:

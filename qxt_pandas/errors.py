@@ -67,6 +67,8 @@ class QxtError(Exception):
     attempts: int = 1
     #: Seconds the service asked to wait (``Retry-After``), if it did.
     retry_after: float | None = None
+    #: Raised before any paid query of the run (reading the balance): messages then say nothing was paid.
+    paid_nothing: bool = False
 
     def __init__(
         self,

@@ -295,7 +295,11 @@ async def _query(prepared: Prepared, options: CheckOptions) -> EngineResult:
         return run  # everything is answered: no paid request, and for real answers no key needed
     async with options.client() as client:
         started = time.monotonic()
-        balance = await preflight(client, prepared)
+        try:
+            balance = await preflight(client, prepared)
+        except QxtError as exc:  # a wrong URL, a closed port, a bad key: before any paid query
+            exc.paid_nothing = True
+            raise
         round_trip = time.monotonic() - started
         _refuse_if_uncovered(prepared.plan(options.budget, balance, options.unit_price))
         progress = Progress(len(prepared.to_query), from_checkpoint=prepared.known.num_rows,

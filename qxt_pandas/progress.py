@@ -14,8 +14,11 @@ Example::
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
+import math
+import os
 import sys
 import time
 from collections import Counter
@@ -26,12 +29,27 @@ from tqdm.auto import tqdm
 from .errors import CHARGED_UNREADABLE
 from .journal import Answer
 
-__all__ = ["Progress"]
+__all__ = ["Progress", "stamp"]
 
 #: Answers other than code 0, by what they mean (other codes: the vendor called the number invalid).
 _KINDS = {-4: "no info", CHARGED_UNREADABLE: "unreadable"}
 
 log = logging.getLogger("qxt_pandas")
+
+
+def _interval(given: float | None) -> float:
+    """Seconds between log lines: ``given``, else ``$QXT_LOG_EVERY``, else 10 (at least 1)."""
+    if given is None:
+        try:
+            given = float(os.environ.get("QXT_LOG_EVERY") or 10.0)
+        except ValueError:
+            given = 10.0
+    return max(1.0, given) if math.isfinite(given) else 10.0
+
+
+def stamp() -> str:
+    """Now, for a log line: ISO 8601 in UTC, to the second (``2026-12-05T08:20:00Z``)."""
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Progress:
@@ -43,16 +61,19 @@ class Progress:
     """
 
     def __init__(
-        self, total: int, *, from_checkpoint: int = 0, style: str = "bar", desc: str = "QXT", interval: float = 10.0
-    ) -> None:
+        self, total: int, *, from_checkpoint: int = 0, style: str = "bar", desc: str = "QXT",
+        interval: float | None = None,
+    ) -> None:  # fmt: skip
         self.counts: Counter[str] = Counter()
         self.from_checkpoint = from_checkpoint
-        self.total, self.done, self.style, self.interval = total, 0, style, interval
+        self.total, self.done, self.style, self.interval = total, 0, style, _interval(interval)
         self._started = self._logged = time.monotonic()
         self._bar = tqdm(total=total, desc=desc, unit="num", disable=style != "bar", dynamic_ncols=True, smoothing=0.1)
         self._shown = 0.0
         #: Set by the engine: () -> (requests in flight, allowed now, push-backs so far).
         self.load: Callable[[], tuple[int, int, int]] | None = None
+        #: Set by the engine: () -> what the run waits for now, in words (engine._Slots.waiting).
+        self.waiting: Callable[[], str] | None = None
 
     def record(self, answer: Answer | None) -> None:
         """One number done: ``answer`` for an answer, ``None`` for a failure."""
@@ -90,12 +111,26 @@ class Progress:
         if self.style == "bar":
             self._bar.write(f"QXT: {message}", file=sys.stderr)
         elif self.style == "log":
-            print(f"QXT: {message}", file=sys.stderr, flush=True)
+            print(f"{stamp()} QXT: {message}", file=sys.stderr, flush=True)
+        elif self.style == "json":
+            print(json.dumps({"ts": stamp(), "note": message}, ensure_ascii=False), file=sys.stderr, flush=True)
+
+    def beat(self) -> None:
+        """Called every second by the engine: a log line every ``interval`` s (a JSON object every 0.5 s) even
+        when nothing lands, saying what the run waits for, so that a log never goes quiet."""
+        now = time.monotonic()
+        if self.style == "log" and now - self._logged >= self.interval:
+            self._logged = now
+            self._log(now)
+        elif self.style == "json" and now - self._logged >= 0.5:
+            self._logged = now
+            self._json(now)
 
     def _log(self, now: float) -> None:
         rate, eta = self._pace(now)
         shown = f", ETA {eta:.0f} s" if eta is not None else ""
-        print(f"QXT {self.done:,}/{self.total:,} numbers ({rate:.0f}/s{shown}): {self.summary()}",
+        waits = f"; waiting: {self.waiting()}" if self.waiting is not None and self.done < self.total else ""
+        print(f"{stamp()} QXT {self.done:,}/{self.total:,} numbers ({rate:.0f}/s{shown}): {self.summary()}{waits}",
               file=sys.stderr, flush=True)  # fmt: skip
 
     def _pace(self, now: float) -> tuple[float, float | None]:
@@ -114,10 +149,12 @@ class Progress:
             "in_flight": in_flight, "allowed": allowed, "pushbacks": pushbacks,
             "from_checkpoint": self.from_checkpoint, "counts": dict(self.counts),
             "paid": self.counts["answered"] + self.counts["unreadable"],  # the answers the vendor charges for
+            "waiting": self.waiting() if self.waiting is not None and self.done < self.total else None,
         }  # fmt: skip
 
     def _json(self, now: float) -> None:
-        print(json.dumps({"progress": self.snapshot(now)}, ensure_ascii=False), file=sys.stderr, flush=True)
+        print(json.dumps({"ts": stamp(), "progress": self.snapshot(now)}, ensure_ascii=False), file=sys.stderr,
+              flush=True)  # fmt: skip
 
     def summary(self) -> str:
         c = self.counts

@@ -328,18 +328,28 @@ class Console:
             job.runs.append({"pid": proc.pid, "host": socket.gethostname()})
             self.save(job)
             assert proc.stderr is not None
-            async for raw in proc.stderr:
+            paid = None
+            async for raw in proc.stderr:  # one JSON object a line (--progress json)
                 line = raw.decode("utf-8", errors="replace").rstrip()
-                if line.startswith('{"progress"'):
-                    with contextlib.suppress(ValueError, TypeError):
-                        job.progress = json.loads(line)["progress"]
-                        if self.price is not None:  # what the run has cost so far, in yuan
-                            job.progress["spent"] = yuan(cost(int(job.progress.get("paid", 0)), self.price))
-                        continue
-                job.log.append(line.replace(str(self.input(job)), job.name).replace(str(out) + os.sep, ""))
+                try:
+                    said = json.loads(line)
+                except ValueError:
+                    said = {"message": line}
+                if not isinstance(said, dict):
+                    said = {"message": line}
+                if isinstance(said.get("progress"), dict):
+                    job.progress = said["progress"]
+                    if self.price is not None:  # what the run has cost so far, in yuan
+                        job.progress["spent"] = yuan(cost(int(job.progress.get("paid") or 0), self.price))
+                elif isinstance(said.get("summary"), dict):
+                    paid = said["summary"].get("paid")
+                else:
+                    text = str(said.get("message") or said.get("note") or "")
+                    for part in text.splitlines():
+                        job.log.append(part.replace(str(self.input(job)), job.name).replace(str(out) + os.sep, ""))
             code = await proc.wait()
             self._procs.pop(job.id, None)
-            job.stored, job.parts, job.summary = await asyncio.to_thread(self._collect, job, out, output)
+            job.stored, job.parts, job.summary = await asyncio.to_thread(self._collect, job, out, output, paid)
             job.files = list(job.stored)
             if code in (0, 5):
                 job.state = "done"
@@ -361,7 +371,9 @@ class Console:
             job.state = "stopping"
             proc.send_signal(signal.SIGINT)
 
-    def _collect(self, job: Job, out: Path, output: Path) -> tuple[dict[str, str], dict[str, str], dict[str, Any]]:
+    def _collect(
+        self, job: Job, out: Path, output: Path, paid: int | None
+    ) -> tuple[dict[str, str], dict[str, str], dict[str, Any]]:
         """The job's downloads (the name the user sees -> the file on disk), each outcome's download, and the
         summary. Downloads: the checked file (and as xlsx, for Excel); each outcome's rows (xlsx when they fit,
         else the split file), alone and all in one zip (``<name>.正常.xlsx``, ``<name>.无效号码.xlsx`` …); the
@@ -395,7 +407,7 @@ class Console:
                           runs=lambda r: (r.get("pid"), r.get("host")) in mine)  # fmt: skip
             (out / "report.html").write_text(made.to_html(), encoding="utf-8")
             files[f"{stem}.report.html"] = "report.html"
-            summary = _summary(made, job.log, self.price)
+            summary = _summary(made, paid, self.price)
         except Exception as exc:
             job.log.append(mask_text(f"no report of this job: {exc}"))
         with contextlib.suppress(Exception):
@@ -427,11 +439,9 @@ class _Refusal(Exception):
         self.status, self.message = status, message
 
 
-def _summary(made: Report, log: list[str], price: Decimal | None) -> dict[str, Any]:
+def _summary(made: Report, paid: int | None, price: Decimal | None) -> dict[str, Any]:
     """Rows by outcome in the checked file (in the order a person reads them, with their names and shares), and
-    what the run paid (the command's own count), in yuan too with a price."""
-    found = (re.search(r"paid queries ([\d,]+)", line) for line in log)
-    paid = next((int(m.group(1).replace(",", "")) for m in found if m), None)
+    what the run paid (the command's own count, from its summary), in yuan too with a price."""
     rows = sum(made.rows.values())
     return {
         "rows": rows, "outcomes": dict(ordered(made.rows)), "order": [k for k, _ in ordered(made.rows)],
@@ -793,7 +803,7 @@ def serve_forever(*, host: str, port: int, checkpoint: str | None, simulate: boo
                               max_data=max_data, keep_days=keep_days, simulated=simulate, price=price)  # fmt: skip
             # Progress streams (SSE) never end by themselves: 2 s for them, then the runs get their Ctrl-C and
             # up to the rest of the documented 30 s.
-            config = uvicorn.Config(create_app(console, token), log_level="warning", access_log=False,
+            config = uvicorn.Config(create_app(console, token), log_level="warning", access_log=False, log_config=None,
                                     timeout_graceful_shutdown=2)  # fmt: skip
             await uvicorn.Server(config).serve(sockets=[sock])
 

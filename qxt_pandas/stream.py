@@ -51,6 +51,7 @@ class Summary:
     unanswered: int = 0  # numbers with no answer: failed after retries, or not asked (budget)
     rows_written: int = 0
     split: dict[str, int] = field(default_factory=dict)  # rows per outcome file, with --split
+    split_files: list[str] = field(default_factory=list)  # their paths
     statuses: Counter[str] = field(default_factory=Counter)
     carriers: Counter[str] = field(default_factory=Counter)
     ported: int = 0
@@ -234,6 +235,7 @@ def check_file(
         if parts is not None:
             parts.commit()
             summary.split = {outcome: writer.rows for outcome, writer in parts.writers.items()}
+            summary.split_files = [str(writer.path) for writer in parts.writers.values()]
     except BaseException:
         output.discard()
         if parts is not None:

@@ -54,8 +54,10 @@ def _server(simulator: Simulator, log_level: str) -> uvicorn.Server:
     import uvicorn  # the simulator extra; imported here so the library never needs it
 
     logging.getLogger("uvicorn.error").addFilter(_DropExpected())
+    # log_config=None: uvicorn's own logging setup writes to stdout, and fails ("Unable to configure formatter")
+    # when a scheduler closed it; its warnings still reach stderr through logging's last resort.
     config = uvicorn.Config(
-        simulator, log_level=log_level, lifespan="off", timeout_graceful_shutdown=1, access_log=False
+        simulator, log_level=log_level, lifespan="off", timeout_graceful_shutdown=1, access_log=False, log_config=None
     )
     return uvicorn.Server(config)
 

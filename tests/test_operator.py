@@ -1,0 +1,161 @@
+"""What an unattended ETL run needs (issue 34): a log that beats, JSON to the last line, a wrong URL that
+binds nothing, documented exit codes whenever the stop comes, another user's checkpoint refused before paying.
+
+Real ``qxt`` processes against the simulator in this process (its ledger is what was paid).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import SAMPLE, SECRET, qxt, rich, stored, wait_for
+
+from qxt_pandas.simulator import serve
+
+STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
+BOOT = [sys.executable, "-c", "import sys, _qxt_boot; sys.exit(_qxt_boot.main())"]  # what the qxt script runs
+
+
+def _numbers(tmp_path: Path, n: int) -> Path:
+    path = tmp_path / "in.csv"
+    pd.DataFrame({"mobile": [f"1390000{i:04d}" for i in range(n)]}).to_csv(path, index=False)
+    return path
+
+
+def test_the_log_beats_with_timestamps_while_no_answer_lands(tmp_path):
+    sim = rich(latency=3.0)  # every answer takes 3 s: before, not one line in that time
+    with serve(sim) as url:
+        done = qxt("check", _numbers(tmp_path, 4), "--column", "mobile", "--output", tmp_path / "o.csv",
+                   "--base-url", url, "--progress", "log", env_extra={"QXT_LOG_EVERY": "1"})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    quiet = re.findall(rf"^{STAMP} QXT 0/4 numbers .*waiting: 4 in flight, the oldest for \d+ s", done.stderr, re.M)
+    assert len(quiet) >= 2, done.stderr  # a line a second, saying what it waits for, before any answer
+
+
+def test_progress_json_is_json_to_the_last_line_which_sums_the_run_up(tmp_path):
+    sim = rich()
+    with serve(sim) as url:
+        done = qxt("check", SAMPLE, "--column", "mobile", "--output", tmp_path / "o.csv", "--split",
+                   "--base-url", url, "--progress", "json")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stderr.splitlines()]  # every line: no plain text left
+    assert all(re.fullmatch(STAMP, line["ts"]) for line in lines)
+    summary = lines[-1]["summary"]
+    assert summary["exit"] == 0 and summary["rows"] == 3000 and summary["paid"] == len(sim.ledger)
+    assert summary["unanswered"] == 0 and summary["from_store"] == 0 and summary["checkpoint"].endswith("o.qxt")
+    assert summary["outputs"][0].endswith("o.csv") and len(summary["outputs"]) == 1 + 6
+    assert all(Path(path).exists() for path in summary["outputs"])
+
+
+def test_a_wrong_url_leaves_the_store_as_it_found_it_and_the_right_one_then_runs(store, tmp_path):
+    source = _numbers(tmp_path, 20)
+    wrong = qxt("check", source, "--column", "mobile", "--output", tmp_path / "o.csv", "--checkpoint", store,
+                "--base-url", "http://127.0.0.1:1")  # fmt: skip
+    assert wrong.returncode == 1 and "Nothing was paid for" in wrong.stderr and "kept in" not in wrong.stderr
+    assert not stored(store) and not (tmp_path / "o.csv").exists()
+    if "://" not in store:
+        assert not Path(store).exists()  # nothing made, nothing bound to 127.0.0.1:1
+    sim = rich()
+    with serve(sim) as url:
+        right = qxt("check", source, "--column", "mobile", "--output", tmp_path / "o.csv", "--checkpoint", store,
+                    "--base-url", url)  # fmt: skip
+    assert right.returncode == 0, right.stderr  # an Airflow retry with the right URL succeeds
+    assert len(stored(store)) == 20 and sim.ledger.paid_twice() == {}
+
+
+def _catches_sigterm(pid: int) -> bool:
+    """Whether the process has a SIGTERM handler yet (its SigCgt mask), or has already ended."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    mask = int(re.search(r"^SigCgt:\s*([0-9a-f]+)", status, re.M).group(1), 16)
+    return bool(mask & (1 << (signal.SIGTERM - 1)))
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc to see the handler in place")
+def test_a_stop_while_the_command_starts_is_exit_130_and_says_nothing_was_paid(tmp_path):
+    sim = rich()
+    with serve(sim) as url:
+        args = ["check", str(SAMPLE), "--column", "mobile", "--output", str(tmp_path / "o.csv"), "--base-url", url]
+        child = subprocess.Popen([*BOOT, *args], env={**os.environ, "QXT_APIKEY": SECRET}, stderr=subprocess.PIPE,
+                                 text=True)  # fmt: skip
+        assert wait_for(lambda: _catches_sigterm(child.pid), timeout=30)
+        child.send_signal(signal.SIGTERM)  # an orchestrator's stop while pandas still imports
+        err = child.communicate(timeout=60)[1]
+    assert child.returncode == 130, err  # before: killed by the signal, 143, nothing said
+    assert "nothing was read, written or paid for" in err or "interrupted" in err
+    assert len(sim.ledger) == 0 or "interrupted" in err
+
+
+def test_a_stop_right_after_the_output_is_in_place_tells_the_truth(tmp_path):
+    sim = rich()
+    with serve(sim) as url:
+        out = str(tmp_path / "o.csv")
+        child = subprocess.Popen([*BOOT, "check", str(SAMPLE), "--column", "mobile", "--output", out, "--base-url", url,
+                                  "--progress", "off"], env={**os.environ, "QXT_APIKEY": SECRET},
+                                 stderr=subprocess.PIPE, text=True)  # fmt: skip
+        assert child.stderr is not None
+        first = child.stderr.readline()
+        assert first.startswith("qxt: wrote 3,000 rows"), first
+        child.send_signal(signal.SIGTERM)  # in the moments after "wrote", while the interpreter winds down
+        err = first + child.communicate(timeout=60)[1]
+    assert child.returncode in (0, 130), err  # never killed by the signal
+    if child.returncode == 130:
+        assert "was complete and is in place" in err
+    assert len(pd.read_csv(tmp_path / "o.csv", dtype=str)) == 3000
+
+
+def test_the_simulator_with_stdout_closed_runs_to_the_end(tmp_path):
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "qxt_pandas.cli",
+            "check",
+            str(SAMPLE),
+            "--column",
+            "mobile",
+            "--output",
+            str(tmp_path / "o.csv"),
+            "--simulate",
+            "--progress",
+            "off",
+        ],
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: os.close(1),
+    )  # fmt: skip  (a scheduler that closed stdout: >&-)
+    assert done.returncode == 0, done.stderr  # before: exit 2, "Unable to configure formatter 'default'"
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="runs a child as another user")
+def test_another_users_checkpoint_is_exit_2_before_anything_is_paid():
+    tmp_path = Path(tempfile.mkdtemp(prefix="qxt-other-user-"))  # (pytest's own tmp dirs are root's alone: 0700)
+    tmp_path.chmod(0o777)
+    source = _numbers(tmp_path, 30)
+    source.chmod(0o644)
+    theirs = tmp_path / "theirs.qxt"
+    theirs.mkdir(mode=0o755)  # made by root: nobody may read it, not write it
+    sim = rich()
+    with serve(sim) as url:
+        child = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
+                                "qxt_pandas.cli", "check", str(source), "--column", "mobile", "--output",
+                                str(tmp_path / "o.csv"), "--checkpoint", str(theirs), "--base-url", url],
+                               env={**os.environ, "QXT_APIKEY": SECRET, "HOME": str(tmp_path)}, capture_output=True,
+                               text=True, timeout=120)  # fmt: skip
+    assert child.returncode == 2, child.stderr  # before: exit 1, "Run again to retry"
+    assert "Cannot write to the checkpoint" in child.stderr and "Running again will not help" in child.stderr
+    assert len(sim.ledger) == 0
+    shutil.rmtree(tmp_path)
