@@ -246,7 +246,11 @@ class AsyncClient:
                     raise error  # not a failure of the number: the caller asks again when there is room
             if not error.retryable or attempt == self.retries:
                 raise error
+            # A fault that is not overload (a reset, a 502, a timeout) is most often a random one: asked again at
+            # once, since the request holds a slot of the run meanwhile; from the second retry on, and for busy
+            # answers, backoff (the controller backs off the run only on overload).
             delay = random.uniform(0, 2 * min(MAX_BACKOFF, self.backoff * 2**attempt))
+            delay = 0.0 if attempt == 0 and not error.busy else delay
             delay = max(delay, error.retry_after or 0.0)
             log.info(
                 "QXT %s%s: %s; retry %d of %d in %.2fs",

@@ -229,7 +229,7 @@ class _Slots:
             self.result.pushbacks += 1
             self.result.busy += error.busy
             paused = self.controller.resume_at
-            self.controller.pushed_back(sent_at, now, error.retry_after)
+            self.controller.pushed_back(sent_at, now, error.retry_after, error.busy)
             if error.retry_after and self.say is not None and self.controller.resume_at > max(paused, now) + 1:
                 self.say(f"the service asked for a pause (Retry-After {error.retry_after:.0f} s): no request "
                          f"starts for {self.controller.resume_at - now:.0f} s")  # fmt: skip
