@@ -528,6 +528,12 @@ class _Run:
             plain_csv = args.output.suffix.lower() in (".csv", ".tsv") and not args.excel_friendly
             hint = ("\nfor Excel: write .xlsx (--output checked.xlsx), or pass --excel-friendly (a BOM, numbers "
                     "kept as text)") if plain_csv else ""  # fmt: skip
+            if summary.held_back is not None:  # another run was asking some numbers: its output is not replaced
+                _say(f"wrote {summary.rows_written:,} rows to {self.writer.path}, not to {args.output}: another run "
+                     f"on this checkpoint was asking {summary.unanswered:,} of these numbers and did not finish "
+                     f"within --patience, so {args.output} was left as it was (that run writes its own){where}."
+                     f"\n{summary}")  # fmt: skip
+                return EXIT_UNANSWERED
             _say(f"wrote {summary.rows_written:,} rows to {args.output}{where}\n{summary}{hint}")
             return EXIT_UNANSWERED if summary.unanswered else EXIT_OK
 

@@ -20,6 +20,7 @@ import codecs
 import contextlib
 import datetime
 import hashlib
+import json
 import os
 import queue
 import re
@@ -34,6 +35,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from ._durable import write_atomically
 from ._locks import held_elsewhere, open_locked
 from .errors import ConfigurationError
 from .results import DOCUMENTED_STATUSES, RESERVED_OUTCOMES, outcomes
@@ -248,9 +250,10 @@ class AtomicWriter:
         (``paid``: opened after answers were paid for, which the message then says)."""
         spent = ("The answers paid for so far are kept in the checkpoint, if any" if paid
                  else "Nothing was asked or paid for")  # fmt: skip
-        for stale in self.path.parent.glob(f".{self.path.name}.*.partial"):
-            if not held_elsewhere(stale):  # its run was killed
-                stale.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # any output's partial file here whose run was killed (ours by name)
+            for stale in self.path.parent.glob(".*.partial"):
+                if _PARTIAL.fullmatch(stale.name) and not held_elsewhere(stale):
+                    stale.unlink(missing_ok=True)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = os.fdopen(open_locked(self.tmp, append=False), "w+b")  # zip (xlsx) seeks back
@@ -343,6 +346,37 @@ class AtomicWriter:
         with contextlib.suppress(Exception):
             self._close()
         self.tmp.unlink(missing_ok=True)
+
+
+#: A partial output's name (``.<name>.<8 hex>.partial``), and the manifest of a run's files (``OUT.files.json``).
+_PARTIAL = re.compile(r"\..+\.[0-9a-f]{8}\.partial")
+MANIFEST = ".files.json"
+
+
+def publish(main: AtomicWriter, parts: SplitWriter | None) -> None:
+    """Put a run's files in place as one set: its split files first, then the output, then ``OUT.files.json``
+    (written last: the files it lists are that run's), and the split files an earlier run listed there that
+    this run did not write (an outcome gone) removed before the output appears. A reader keyed on the output
+    never sees a new output beside old split files."""
+    manifest = main.path.with_name(main.path.stem + MANIFEST)
+    previous: list[str] = []
+    with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+        previous = [str(name) for name in json.loads(manifest.read_text(encoding="utf-8"))["split"].values()]
+    if parts is not None:
+        parts.commit()
+    now = {writer.path.name for writer in parts.writers.values()} if parts is not None else set()
+    for name in previous:
+        old = main.path.with_name(Path(name).name)
+        if old.name not in now and old != main.path and old.exists() and written_by_qxt(old):
+            old.unlink()
+    main.commit()
+    if parts is None:
+        manifest.unlink(missing_ok=True)
+        return
+    listed = {"output": main.path.name, "rows": main.rows,
+              "split": {outcome: w.path.name for outcome, w in parts.writers.items()},
+              "rows_by_file": {w.path.name: w.rows for w in parts.writers.values()}}  # fmt: skip
+    write_atomically(manifest, json.dumps(listed, ensure_ascii=False, indent=1).encode())
 
 
 class Targets:

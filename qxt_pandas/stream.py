@@ -16,6 +16,7 @@ Example::
 from __future__ import annotations
 
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Collection
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,7 +34,7 @@ from .files import InputError, Source
 from .masked import masked_column
 from .money import cost, yuan
 from .numbers import normalized
-from .outputs import AtomicWriter, SplitWriter, Targets
+from .outputs import AtomicWriter, SplitWriter, Targets, publish
 from .pipeline import CheckOptions, Plan, Prepared, outcome, preflight, prepare, query, stopped_error
 from .protocol import Balance
 from .results import OUTPUT_TYPES, RESULT_COLUMNS, RESULT_DTYPES, Results, text_series
@@ -52,6 +53,7 @@ class Summary:
     rows_written: int = 0
     split: dict[str, int] = field(default_factory=dict)  # rows per outcome file, with --split
     split_files: list[str] = field(default_factory=list)  # their paths
+    held_back: Path | None = None  # the output left as it was (another run was asking numbers): written aside
     statuses: Counter[str] = field(default_factory=Counter)
     carriers: Counter[str] = field(default_factory=Counter)
     ported: int = 0
@@ -154,6 +156,14 @@ def _masked(table: pa.Table, names: list[str]) -> pa.Table:
     return table
 
 
+def _aside(path: Path, targets: Targets) -> Path:
+    """Where a run that gave up waiting for another run writes its rows: beside the output, never over it."""
+    aside = path.with_name(f"{path.stem}.unfinished{path.suffix}")
+    if targets.free(aside):
+        return aside
+    return path.with_name(f"{path.stem}.unfinished-{uuid.uuid4().hex[:8]}{path.suffix}")
+
+
 def _changed(source: Source, detail: str = "") -> InputError:
     return InputError(
         f"{source.path} changed while it was being checked{detail} (an export still being written?). "
@@ -231,11 +241,17 @@ def check_file(
             output.write(table)
         if read != prepared.rows or not source.unchanged():
             raise _changed(source, f"; it has {read:,} rows now, {prepared.rows:,} when its numbers were read")
-        output.commit()
-        if parts is not None:
-            parts.commit()
-            summary.split = {outcome: writer.rows for outcome, writer in parts.writers.items()}
-            summary.split_files = [str(writer.path) for writer in parts.writers.values()]
+        if run.waited is not None:  # another run asks some of these numbers: the output is its to write
+            summary.held_back = output.path
+            output.path = _aside(output.path, targets)
+            if parts is not None:
+                parts.discard()
+            output.commit()
+        else:
+            publish(output, parts)
+            if parts is not None:
+                summary.split = {outcome: writer.rows for outcome, writer in parts.writers.items()}
+                summary.split_files = [str(writer.path) for writer in parts.writers.values()]
     except BaseException:
         output.discard()
         if parts is not None:

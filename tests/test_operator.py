@@ -159,3 +159,62 @@ def test_another_users_checkpoint_is_exit_2_before_anything_is_paid():
     assert "Cannot write to the checkpoint" in child.stderr and "Running again will not help" in child.stderr
     assert len(sim.ledger) == 0
     shutil.rmtree(tmp_path)
+
+
+def test_the_output_and_its_split_files_change_as_one_set(tmp_path):
+    """An outcome gone in the second run leaves no old split file beside the new output; OUT.files.json (written
+    last) lists the run's files; a file of the user's and other runs' live partial files are not touched."""
+    sim = rich()
+    first, second = tmp_path / "first.csv", tmp_path / "second.csv"
+    pd.DataFrame({"mobile": ["13900000001", "13900000002", "not a number"]}).to_csv(first, index=False)
+    pd.DataFrame({"mobile": ["13900000001", "13900000002"]}).to_csv(second, index=False)
+    mine = tmp_path / "o.backup.csv"
+    mine.write_text("keep me\n")
+    stale = tmp_path / ".other.csv.0123abcd.partial"  # a killed run's, of another output
+    stale.write_bytes(b"x" * 100)
+    odd = tmp_path / ".not-ours.partial"
+    odd.write_bytes(b"y")
+    with serve(sim) as url:
+        for source in (first, second):
+            done = qxt("check", source, "--column", "mobile", "--output", tmp_path / "o.csv", "--split",
+                       "--base-url", url)  # fmt: skip
+            assert done.returncode == 0, done.stderr
+            listed = json.loads((tmp_path / "o.files.json").read_text(encoding="utf-8"))
+            assert listed["output"] == "o.csv" and all((tmp_path / name).exists() for name in listed["split"].values())
+            if source == first:
+                assert "invalid" in listed["split"] and (tmp_path / "o.invalid.csv").exists()
+                assert not stale.exists() and odd.exists()  # cleaned at the next start in the folder, ours only
+    assert "invalid" not in listed["split"] and not (tmp_path / "o.invalid.csv").exists()  # the old one is gone
+    assert mine.read_text() == "keep me\n"
+    with serve(sim) as url:
+        plain = qxt("check", second, "--column", "mobile", "--output", tmp_path / "o.csv", "--base-url", url)
+    assert plain.returncode == 0, plain.stderr  # no --split now: no split file of the last run beside the output
+    assert not (tmp_path / "o.files.json").exists() and not list(tmp_path.glob("o.正常.csv"))
+
+
+def test_a_run_that_gave_up_on_another_runs_claims_does_not_replace_the_output(tmp_path):
+    import asyncio
+
+    from qxt_pandas.store import open_store
+
+    sim = rich()
+    source = _numbers(tmp_path, 40)
+    store = tmp_path / "c.qxt"
+    with serve(sim) as url:
+        earlier = qxt("check", SAMPLE, "--column", "mobile", "--output", tmp_path / "o.csv", "--checkpoint", store,
+                      "--base-url", url)  # fmt: skip
+        assert earlier.returncode == 0
+        before = (tmp_path / "o.csv").read_bytes()
+        other = open_store(store, service="127.0.0.1")
+        claim = asyncio.run(other.claim([f"1390000{i:04d}" for i in range(10)], None))  # another run asks 10
+        try:
+            done = qxt("check", source, "--column", "mobile", "--output", tmp_path / "o.csv", "--checkpoint", store,
+                       "--base-url", url, "--patience", "1")  # fmt: skip
+        finally:
+            claim.release()
+            other.close()
+    assert done.returncode == 5, done.stderr
+    assert (tmp_path / "o.csv").read_bytes() == before  # a file sensor on o.csv sees nothing new
+    aside = pd.read_csv(tmp_path / "o.unfinished.csv", dtype=str)
+    assert len(aside) == 40 and aside["qxt_code"].isna().sum() == 10
+    assert "o.unfinished.csv, not to" in done.stderr and "was left as it was" in done.stderr
