@@ -247,10 +247,12 @@ class AsyncClient:
             if not error.retryable or attempt == self.retries:
                 raise error
             # A fault that is not overload (a reset, a 502, a timeout) is most often a random one: asked again at
-            # once, since the request holds a slot of the run meanwhile; from the second retry on, and for busy
-            # answers, backoff (the controller backs off the run only on overload).
+            # once, since the request holds a slot of the run meanwhile; from the second retry on, for busy
+            # answers and for a vendor that refuses connections, backoff (the controller backs off the run only
+            # on overload).
             delay = random.uniform(0, 2 * min(MAX_BACKOFF, self.backoff * 2**attempt))
-            delay = 0.0 if attempt == 0 and not error.busy else delay
+            unreachable = getattr(error, "kind", "") in ("ConnectError", "ConnectTimeout")  # down: no point at once
+            delay = 0.0 if attempt == 0 and not error.busy and not unreachable else delay
             delay = max(delay, error.retry_after or 0.0)
             log.info(
                 "QXT %s%s: %s; retry %d of %d in %.2fs",
@@ -288,13 +290,16 @@ class AsyncClient:
                     await response.aclose()
                 return Reply(response.status_code, response.headers, response.content)
         except TimeoutError:
-            failure = f"The request to {url.host} timed out after {self.timeout:g} s (ReadTimeout)"
+            failure, kind = f"The request to {url.host} timed out after {self.timeout:g} s (ReadTimeout)", "ReadTimeout"
         except httpx.TransportError as exc:
             what = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
             failure = f"The request to {url.host} {what}: {type(exc).__name__}: {self._apikey.redact(str(exc))}"
+            kind = type(exc).__name__
         # Raised outside the except block: no __context__ chain to the httpx error, whose
         # request object holds the key.
-        raise ConnectionFailedError(failure, mobile=mobile)
+        error = ConnectionFailedError(failure, mobile=mobile)
+        error.kind = kind
+        raise error
 
     async def aclose(self) -> None:
         """Close connections; idempotent."""

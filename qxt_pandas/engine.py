@@ -67,6 +67,7 @@ class EngineResult:
     requests: int = 0  # attempts sent, retries and push-backs included
     pushbacks: int = 0  # attempts the service pushed back (busy, 429/502/503/504, refused, timed out)
     busy: int = 0  # of which refused busy (-8, 429, 503)
+    faults: Counter[str] = field(default_factory=Counter)  # failed attempts by kind (refused connections …)
     held: float = 0.0  # requests in flight on average while the run asked (time-weighted)
     interrupted: bool = False  # Ctrl-C or SIGTERM: stopped sending, kept what was in flight
     abandoned: int = 0  # requests in flight when a second interrupt cancelled the run (may be charged)
@@ -90,6 +91,11 @@ class EngineResult:
         self.lease_lost = self.lease_lost or other.lease_lost
         for name in ("paid", "requests", "pushbacks", "busy", "abandoned"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.faults.update(other.faults)
+
+    def refusals(self) -> str:
+        """The kinds of push-back the service gave, most first, in words (``refused connections, HTTP 502``)."""
+        return ", ".join(kind for kind, _ in self.faults.most_common(3)) or "busy"
 
     def why(self) -> str:
         """Why the run ended, for its receipt."""
@@ -102,7 +108,7 @@ class EngineResult:
         if self.waited is not None:
             return f"gave up waiting {self.waited:.0f} s for another run's numbers"
         if self.gave_up is not None:
-            return f"gave up: the service refused every request for {self.gave_up:.0f} s"
+            return f"gave up: the service refused every request for {self.gave_up:.0f} s ({self.refusals()})"
         return "budget reached" if self.budget_reached else "finished"
 
     def closing(self) -> str:
@@ -225,6 +231,7 @@ class _Slots:
         self.result.requests += 1
         if error is not None and not isinstance(error, NumberError):
             self.faults[_kind(error)] += 1
+            self.result.faults[_kind(error)] += 1
         if error is not None and error.pushes_back:
             self.result.pushbacks += 1
             self.result.busy += error.busy
@@ -412,11 +419,13 @@ async def query_numbers(
                     return
                 except QxtError as exc:
                     put_back = adaptive and exc.busy
-                    if put_back and time.monotonic() - slots.last_answer > patience:
+                    if not put_back:
+                        record(None, mobile, exc)
+                    # nothing but push-back (busy, refused connections, 5xx, timeouts) for longer than patience:
+                    # the vendor is gone or shut, and every further number would only wait out its retries
+                    if (put_back or exc.pushes_back) and time.monotonic() - slots.last_answer > patience:
                         result.gave_up, put_back = patience, False
                         stop.set()
-                    elif not put_back:
-                        record(None, mobile, exc)
                 finally:
                     slots.release()
             finally:
@@ -486,7 +495,7 @@ def _kind(error: QxtError) -> str:
         return f"HTTP {error.status_code}"
     if error.busy:
         return f"busy ({error.code})" if error.code is not None else "busy"
-    cause = type(error.__cause__).__name__ if error.__cause__ is not None else type(error).__name__
+    cause = getattr(error, "kind", "") or type(error).__name__
     return _KINDS.get(cause, cause)
 
 

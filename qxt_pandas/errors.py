@@ -250,9 +250,11 @@ class HttpStatusError(QxtError):
 
 
 class ConnectionFailedError(TransientError):
-    """The request did not complete: refused, reset, or timed out."""
+    """The request did not complete: refused, reset, or timed out (``kind``: httpx's name for it, e.g.
+    ``ConnectError`` for a refused connection, ``ReadTimeout``)."""
 
     pushes_back = True
+    kind = ""
 
 
 class UnparsableResponseError(TransientError):

@@ -266,7 +266,7 @@ def outcome(prepared: Prepared, run: EngineResult) -> tuple[pa.Table, dict[str, 
     failures = {mobile: Failure.of(exc) for mobile, exc in run.failures.items()}
     not_asked = "budget reached" if run.budget_reached else None
     if run.gave_up is not None:
-        not_asked = f"the service refused every request (busy) for {run.gave_up:.0f} s; run again later"
+        not_asked = f"the service refused every request ({run.refusals()}) for {run.gave_up:.0f} s; run again later"
     if run.waited is not None:
         not_asked = (f"another run on the checkpoint was asking them and did not finish within {run.waited:.0f} s "
                      "(patience); run again once it has")  # fmt: skip

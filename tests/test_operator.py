@@ -218,3 +218,21 @@ def test_a_run_that_gave_up_on_another_runs_claims_does_not_replace_the_output(t
     aside = pd.read_csv(tmp_path / "o.unfinished.csv", dtype=str)
     assert len(aside) == 40 and aside["qxt_code"].isna().sum() == 10
     assert "o.unfinished.csv, not to" in done.stderr and "was left as it was" in done.stderr
+
+
+def test_a_vendor_that_goes_away_ends_the_run_after_patience_naming_the_refused_connections(tmp_path):
+    sim = rich(latency=0.02)
+    source = _numbers(tmp_path, 3000)
+    with serve(sim) as url:
+        child = subprocess.Popen([sys.executable, "-m", "qxt_pandas.cli", "check", str(source), "--column", "mobile",
+                                  "--output", str(tmp_path / "o.csv"), "--base-url", url, "--progress", "log",
+                                  "--patience", "3", "--concurrency", "8", "--retries", "1"],
+                                 env={**os.environ, "QXT_APIKEY": SECRET, "QXT_LOG_EVERY": "1"},
+                                 stderr=subprocess.PIPE, text=True)  # fmt: skip
+        assert wait_for(lambda: len(sim.ledger) >= 100, timeout=60)
+    # the vendor is gone: every connection refused (before: ~300 s at 1 request in flight, not one line naming it)
+    err = child.communicate(timeout=60)[1]
+    assert child.returncode == 5, err
+    assert re.search(rf"^{STAMP} QXT .*since the last line [\d,]+ refused connections", err, re.M), err
+    reasons = pd.read_csv(tmp_path / "o.csv", dtype=str)["qxt_error"].dropna()
+    assert reasons.str.contains("refused every request \\(refused connections\\) for 3 s").any()
