@@ -130,22 +130,25 @@ async def claim_numbers(store: Checkpoint, numbers: list[str], max_age: float | 
     wanted = pa.array(numbers, pa.string())
     claim = Claim([])
     theirs = _Others(wanted)
-    fresh: list[pa.Table] = []
     answered: list[pa.Table] = []
+    seen = pa.array([False] * len(wanted), pa.bool_())  # which of wanted have an answer read by now
     for start in range(0, len(wanted), BATCH):
         chunk = wanted.slice(start, BATCH)
         while True:
             async with alock(store.path / "claims.lock"):  # nothing below awaits: held for milliseconds
-                live = theirs.live(store, claim)
+                live = theirs.live(store, claim)  # the live claims, listed before the answers are read
                 if live is not None:
-                    taken = theirs.taken(live, start, len(chunk), claim)
-                    pending = chunk.filter(pc.invert(taken)) if taken is not None else chunk
-                    fresh.append(store.refresh(max_age))
-                    for table in fresh:
-                        done = table.filter(pc.is_in(table["mobile"], value_set=pending))
-                        if done.num_rows:
-                            answered.append(done)
-                            pending = pending.filter(pc.invert(pc.is_in(pending, value_set=done["mobile"])))
+                    # every answer read here is kept for every wanted number: the store's refresh gives each
+                    # answer once, and one dropped here would be asked (and paid) again by a later round
+                    fresh = store.refresh(max_age)
+                    if fresh.num_rows:
+                        hit = pc.is_in(wanted, value_set=fresh["mobile"])
+                        if pc.any(hit).as_py():
+                            answered.append(fresh.filter(pc.is_in(fresh["mobile"], value_set=wanted.filter(hit))))
+                            seen = pc.or_(seen, hit)
+                    free = pc.invert(seen.slice(start, len(chunk)))  # not answered: mine, unless another run's
+                    taken = theirs.taken(live, start, free, claim)
+                    pending = chunk.filter(free if taken is None else pc.and_(free, pc.invert(taken)))
                     mine = pending.to_pylist()
                     if mine:
                         _write_claim(store.path, claim, mine)
@@ -196,12 +199,13 @@ class _Others:
                 held = pc.is_in(self.wanted, value_set=pa.array(body.decode("ascii", errors="replace").split()))
             self.held[path] = (owner, held)
 
-    def taken(self, live: list[Path], start: int, length: int, claim: Claim) -> pa.Array | None:
-        """Which of ``wanted[start:start + length]`` the ``live`` claims hold (None: none), noted in ``claim``."""
-        taken = None
+    def taken(self, live: list[Path], start: int, free: pa.Array, claim: Claim) -> pa.Array | None:
+        """Which of ``wanted[start:start + len(free)]`` that are ``free`` (not answered) the ``live`` claims hold
+        (None: none), noted in ``claim``."""
+        taken, length = None, len(free)
         for path in live:
             owner, held = self.held[path]
-            mask = held.slice(start, length)
+            mask = pc.and_(held.slice(start, length), free)
             if pc.any(mask).as_py():
                 numbers = self.wanted.slice(start, length).filter(mask).to_pylist()
                 claim.others.setdefault(path, (owner, []))[1].extend(numbers)

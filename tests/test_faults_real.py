@@ -164,7 +164,7 @@ def test_a_closed_progress_pipe_never_stops_the_run(tmp_path):
     source, store = export(tmp_path, 1500), str(tmp_path / "c.qxt")
     with serve(sim) as url:
         child = start(tmp_path, source, store, url, "--concurrency", "8", "--progress", "json")
-        assert child.stderr is not None and child.stderr.readline().startswith('{"progress"')
+        assert child.stderr is not None and "ts" in json.loads(child.stderr.readline())
         child.stderr.close()  # the process reading it died
         record("the progress pipe closed", child.wait(timeout=120), sim)
         assert child.returncode == 0

@@ -272,3 +272,31 @@ def test_a_claim_is_made_a_batch_at_a_time_and_overlapping_claims_never_share_a_
     finally:
         first.close()
         second.close()
+
+
+def test_answers_stored_while_another_run_still_holds_their_claim_are_never_claimed_again(store):
+    """A run that reads another run's answers while that run still holds its claim keeps them: a later round (once
+    the claim is released) never claims, and pays for, them again (a full suite run caught a directory store
+    paying 150 numbers twice so)."""
+    from qxt_pandas.journal import Answer
+
+    numbers = [f"1390001{i:04d}" for i in range(10)]
+    first, second = open_store(store, service="127.0.0.1"), open_store(store, service="127.0.0.1")
+    try:
+        first.bind(simulator=True)
+        second.answers()  # the second run loads the store before the first has answered anything
+        held = asyncio.run(first.claim(numbers, None))
+        with first.writer() as writer:
+            for n in numbers[:6]:
+                writer.append(Answer(n, 0, "正常", "湖北-宜昌", False, "中国移动", "中国移动", None, time.time()))
+        waiting = asyncio.run(second.claim(numbers, None))
+        assert waiting.mine == [] and set(waiting.waiting_for) >= set(numbers[6:])  # (the directory: exactly those)
+        if waiting.answered is not None:
+            assert set(waiting.answered["mobile"].to_pylist()) | set(waiting.waiting_for) == set(numbers)
+        held.release()
+        again = asyncio.run(second.claim(waiting.waiting_for, None))
+        assert sorted(again.mine) == numbers[6:]  # none of the six answered: paid once
+        again.release()
+    finally:
+        first.close()
+        second.close()
