@@ -26,8 +26,8 @@ def main() -> int:
     from qxt_pandas.cli import main as run  # the slow part
 
     code = run(stopped_early=_caught)
-    for sig in _STOPS:  # finished: the exit code is decided, and a late stop must not change it
-        signal.signal(sig, _note)
+    for sig in _STOPS:  # finished: the exit code is decided, and a late stop must not change it. Ignored, not
+        signal.signal(sig, signal.SIG_IGN)  # noted: Python resets its own handlers to the default as it finalizes
     return code
 
 

@@ -1,7 +1,5 @@
 """``python -m qxt_pandas``: the ``qxt`` command, for where its script is not on PATH."""
 
-import sys
+from .cli import exit_with, main
 
-from .cli import main
-
-sys.exit(main())
+exit_with(main())

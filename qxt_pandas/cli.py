@@ -648,5 +648,13 @@ def _print_balance(options: CheckOptions) -> int:
     return EXIT_OK
 
 
+def exit_with(code: int) -> None:
+    """Exit with ``code``, a stop during the interpreter's shutdown (~0.1 s) ignored: the exit code is decided, and
+    Python resets its own handlers to the default as it finalizes (the process would die by the signal, 143)."""
+    for sig in (*_STOPS, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main())
