@@ -321,7 +321,8 @@ def test_a_lease_renewal_that_fails_for_a_moment_is_retried_with_backoff(postgre
     with serve(sim) as url:
         done = check(url, postgres, NUMBERS[:120], concurrency=4, timeout=0.5, retries=0)
     assert done["qxt_code"].notna().all() and twice(sim) == 0
-    assert len(tries) > 4 and tries[3] - tries[0] >= 0.1  # waited between tries, not a busy loop
+    # waited between tries, not a busy loop (the heartbeat's own tries interleave with the renewal's: the span counts)
+    assert len(tries) > 4 and tries[4] - tries[0] >= 0.1
 
 
 def psycopg_errors():
