@@ -11,12 +11,12 @@ Usage: ``python benchmarks/copy_memory.py [--large 1000000] [--postgres]``.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from _timing import command_peak
 
 from qxt_pandas.checkpoint import Answer, Checkpoint
 
@@ -30,17 +30,6 @@ def fill(path: Path, count: int) -> None:
                 Answer(f"13{i:09d}", 0, "正常", "湖北-宜昌", i % 7 == 0, "中国移动", "中国电信", None, 1.7e9 + i)
             )
     assert store.compact()
-
-
-def copied(source: Path, destination: str) -> tuple[float, float]:
-    """(seconds, peak MiB) of ``qxt copy`` in a child process."""
-    started = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-m", "qxt_pandas.cli", "copy", str(source), destination],
-                             stdout=subprocess.DEVNULL)  # fmt: skip
-    _, status, usage = os.wait4(child.pid, 0)  # this child's own peak, not the largest of all children
-    child.returncode = os.waitstatus_to_exitcode(status)
-    assert child.returncode == 0, f"qxt copy exited {child.returncode}"
-    return time.perf_counter() - started, usage.ru_maxrss / 1024
 
 
 def main() -> None:
@@ -65,7 +54,7 @@ def main() -> None:
             # filled in a process of its own: a child forked from a big parent counts its pages in its own peak
             subprocess.run([sys.executable, __file__, "--fill", str(root / f"src-{count}.qxt"), str(count)], check=True)
             for kind, target in targets.items():
-                seconds, peak = copied(root / f"src-{count}.qxt", target(count))
+                seconds, peak = command_peak("copy", str(root / f"src-{count}.qxt"), target(count))
                 peaks.setdefault(kind, []).append(peak)
                 print(f"{kind:<11} {count:>9,} answers: {seconds:6.1f} s, peak {peak:6.0f} MiB "
                       f"({count / seconds:,.0f} answers/s)")  # fmt: skip

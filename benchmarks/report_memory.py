@@ -12,23 +12,13 @@ Usage: ``python benchmarks/report_memory.py [--small 3000] [--large 300000] [--n
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from _exports import fill_checkpoint, numbers
-
-
-def reported(store: str) -> tuple[float, float]:
-    """(seconds, peak MiB) of ``qxt report`` in a child process."""
-    started = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-m", "qxt_pandas.cli", "report", store], stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(child.pid, 0)  # this child's own peak, not the largest of all children
-    assert os.waitstatus_to_exitcode(status) == 0, f"qxt report {store} failed"
-    return time.perf_counter() - started, usage.ru_maxrss / 1024
+from _timing import command_peak
 
 
 def main() -> None:
@@ -58,7 +48,7 @@ def main() -> None:
                 subprocess.run([sys.executable, "-m", "qxt_pandas.cli", "copy", str(directory), stores["postgresql"]],
                                check=True, stdout=subprocess.DEVNULL)  # fmt: skip
             for kind, store in stores.items():
-                seconds, peak = reported(store)
+                seconds, peak = command_peak("report", store)
                 peaks.setdefault(kind, []).append(peak)
                 print(f"{kind:<11} {count:>9,} answers: qxt report {seconds:5.2f} s, peak {peak:6.0f} MiB")
         for kind, (small, large) in peaks.items():

@@ -131,7 +131,7 @@ async def claim_numbers(store: Checkpoint, numbers: list[str], max_age: float | 
     claim = Claim([])
     theirs = _Others(wanted)
     answered: list[pa.Table] = []
-    seen = pa.array([False] * len(wanted), pa.bool_())  # which of wanted have an answer read by now
+    seen = pc.is_null(wanted)  # which of wanted have an answer read by now (none yet: numbers are never null)
     for start in range(0, len(wanted), BATCH):
         chunk = wanted.slice(start, BATCH)
         while True:

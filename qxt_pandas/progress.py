@@ -91,12 +91,7 @@ class Progress:
         if now - self._shown > 0.25:  # building the postfix per number would cost more than the bar
             self._shown = now
             self._bar.set_postfix_str(self.summary(), refresh=False)
-            if self.style == "log" and now - self._logged >= self.interval:
-                self._logged = now
-                self._log(now)
-            elif self.style == "json" and now - self._logged >= 0.5:
-                self._logged = now
-                self._json(now)
+            self._say_due(now)
 
     def found(self, count: int) -> None:
         """``count`` numbers were answered by another run meanwhile: done, and from the checkpoint."""
@@ -118,7 +113,10 @@ class Progress:
     def beat(self) -> None:
         """Called every second by the engine: a log line every ``interval`` s (a JSON object every 0.5 s) even
         when nothing lands, saying what the run waits for, so that a log never goes quiet."""
-        now = time.monotonic()
+        self._say_due(time.monotonic())
+
+    def _say_due(self, now: float) -> None:
+        """The log line (every ``interval`` s) or JSON object (every 0.5 s) when one is due."""
         if self.style == "log" and now - self._logged >= self.interval:
             self._logged = now
             self._log(now)
