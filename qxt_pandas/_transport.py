@@ -12,24 +12,27 @@ from __future__ import annotations
 
 import urllib.request
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-import aiohttp
 import httpx
 
-# aiohttp failure -> the httpx exception the rest of the library expects.
-_ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
-    (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),
-    (aiohttp.ServerTimeoutError, httpx.ReadTimeout),
-    (TimeoutError, httpx.ReadTimeout),
-    (aiohttp.ClientConnectorError, httpx.ConnectError),
-    (aiohttp.ServerDisconnectedError, httpx.RemoteProtocolError),
-    (aiohttp.ClientPayloadError, httpx.RemoteProtocolError),
-    (aiohttp.ClientError, httpx.NetworkError),
-)
+if TYPE_CHECKING:  # imported at the first request (0.15 s of a start; a re-run with every answer stored sends none)
+    import aiohttp
 
 
-#: The client's own timeout (``_awake``) bounds each attempt; aiohttp's would count time suspended.
-_NO_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=None, sock_connect=None, sock_read=None)
+def _errors() -> tuple[tuple[type[BaseException], type[httpx.TransportError]], ...]:
+    """aiohttp failure -> the httpx exception the rest of the library expects."""
+    import aiohttp
+
+    return (
+        (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),
+        (aiohttp.ServerTimeoutError, httpx.ReadTimeout),
+        (TimeoutError, httpx.ReadTimeout),
+        (aiohttp.ClientConnectorError, httpx.ConnectError),
+        (aiohttp.ServerDisconnectedError, httpx.RemoteProtocolError),
+        (aiohttp.ClientPayloadError, httpx.RemoteProtocolError),
+        (aiohttp.ClientError, httpx.NetworkError),
+    )
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -42,10 +45,15 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     def __init__(self, max_connections: int = 100) -> None:
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._no_timeout: aiohttp.ClientTimeout | None = None
         self._proxies: dict[tuple[str, str], str | None] = {}
         self._url_proxies: dict[str, str | None] = {}
 
     def _open(self) -> aiohttp.ClientSession:
+        import aiohttp
+
+        # The client's own timeout (``_awake``) bounds each attempt; aiohttp's would count time suspended.
+        self._no_timeout = aiohttp.ClientTimeout(total=None, connect=None, sock_connect=None, sock_read=None)
         connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
         # auto_decompress=False: httpx decodes Content-Encoding itself.
         # trust_env=False: aiohttp would then look up netrc and proxies in a thread on
@@ -66,6 +74,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if self._session is None:
             self._session = self._open()
+        import aiohttp
+
         t = request.extensions.get("timeout", {})
         timeout = aiohttp.ClientTimeout(
             total=None,
@@ -111,7 +121,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 data=body,
                 headers=headers,
                 allow_redirects=False,
-                timeout=_NO_TIMEOUT,
+                timeout=self._no_timeout,
                 proxy=self._url_proxies[url],
             ) as resp:
                 return Reply(resp.status, resp.headers, await resp.read())  # fmt: skip
@@ -135,7 +145,7 @@ class Reply:
 
 def _mapped(exc: Exception, request: httpx.Request | None) -> Exception:
     """The httpx exception the rest of the library expects for an aiohttp failure (else ``exc``)."""
-    for source, target in _ERRORS:
+    for source, target in _errors():
         if isinstance(exc, source):
             # The message names the failure, not the URL (which holds the key for GET).
             return target(f"{type(exc).__name__}: {_describe(exc)}", request=request)
@@ -143,6 +153,8 @@ def _mapped(exc: Exception, request: httpx.Request | None) -> Exception:
 
 
 def _describe(exc: BaseException) -> str:
+    import aiohttp
+
     if isinstance(exc, aiohttp.ClientConnectorError):
         return f"cannot connect to {exc.host}:{exc.port} ({exc.os_error.strerror or exc.os_error})"
     return str(exc) or "no detail"

@@ -288,6 +288,7 @@ class Source:
                 column_types={c: pa.string() for c in self.columns},
                 include_columns=columns,
                 strings_can_be_null=False,
+                check_utf8=False,  # open_source checked every byte of the file, in its encoding
                 quoted_strings_can_be_null=False,
             ),
         )
