@@ -6,6 +6,8 @@ already paid for the answers it holds. They go, fsynced, to a spill file::
     $QXT_SPILL_DIR (default ~/.cache/qxt-pandas/spill)
       answers/                            mode 0700, made by qxt (the directory above may be shared)
         <store identity>-<run>.jsonl      mode 0600, journal lines (journal.py)
+        <store identity>-<run>.end.json   mode 0600, the end of the run's receipt, when the store could
+                                          not take that either (receipts.py): written in by the next run
 
 The identity names the store, not the text that located it: for PostgreSQL the
 cluster's system identifier, the database and the schema (so a re-run through
@@ -24,20 +26,23 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from ._durable import write_atomically
 from .errors import StoreUnavailableError
 
 if TYPE_CHECKING:
     from .journal import Answer  # journal's writer spills: no import at run time
 
-__all__ = ["Spiller", "identity", "prune", "spill", "spill_dir", "spilled"]
+__all__ = ["Spiller", "identity", "prune", "spill", "spill_dir", "spill_end", "spilled", "spilled_ends"]
 
 _NAME = re.compile(r"(?P<identity>[0-9a-f]{16})-(?P<run>[\w.-]+)\.jsonl")
+_END = re.compile(r"(?P<identity>[0-9a-f]{16})-(?P<run>[\w.-]+)\.end\.json")
 
 
 def spill_dir() -> Path:
@@ -60,9 +65,7 @@ def spill(store: str, run: str, answers: Iterable[Answer]) -> Path:
     """Append ``answers`` to the spill file of ``run`` on ``store``, fsynced; its path. OSError when the
     spill itself cannot be written (then the answers are only in the caller's memory)."""
     path = _path(store, run)
-    path.parent.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(FileExistsError):
-        path.parent.mkdir(mode=0o700)
+    _made()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         data = memoryview(b"".join(answer.line() for answer in answers))
@@ -74,8 +77,35 @@ def spill(store: str, run: str, answers: Iterable[Answer]) -> Path:
     return path
 
 
+def _made() -> None:
+    """``answers/``, private to its user (the spill directory above it may be shared)."""
+    spill_dir().parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        spill_dir().mkdir(mode=0o700)
+
+
 def _path(store: str, run: str) -> Path:
     return spill_dir() / f"{store}-{run}.jsonl"
+
+
+def spill_end(store: str, record: dict[str, Any]) -> Path:
+    """Keep the end of a run's receipt that ``store`` could not take (a full disk, a database gone), fsynced;
+    its path. OSError when that cannot be written either."""
+    _made()
+    path = spill_dir() / f"{store}-{record['run']}.end.json"
+    write_atomically(path, json.dumps(record, ensure_ascii=False).encode(), mode=0o600)
+    return path
+
+
+def spilled_ends(store: str) -> list[tuple[Path, dict[str, Any]]]:
+    """The receipt ends of ``store`` kept on this machine (see :func:`spill_end`); unreadable files skipped."""
+    found = []
+    with contextlib.suppress(OSError):
+        for name in sorted(os.listdir(spill_dir())):
+            if (m := _END.fullmatch(name)) and m["identity"] == store:
+                with contextlib.suppress(OSError, ValueError):
+                    found.append((spill_dir() / name, json.loads((spill_dir() / name).read_bytes())))
+    return [(path, record) for path, record in found if isinstance(record, dict)]
 
 
 def spilled(store: str) -> list[tuple[str, Path]]:
@@ -133,7 +163,6 @@ def prune(store: str, numbers: Iterable[str], cutoff: float | None) -> int:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from ._durable import write_atomically
     from .journal import Answer as _Answer
     from .journal import forgotten, read_journal
 

@@ -74,7 +74,7 @@ from .journal import (
     warn_once,
 )
 from .numbers import positions
-from .receipts import append_receipt, read_runs, recover
+from .receipts import append_receipt, keep_end, pending_ends, read_runs, recover, write_in_ends
 from .store import check_key, refuse_other_kind
 from .tallies import merge_tallies, tally, tally_batches
 
@@ -239,11 +239,11 @@ class Checkpoint:
         except OSError as exc:
             if record.get("event") == "start":
                 raise unwritable(self.path, exc) from None
-            warn_once(self.path, f"{unwritable(self.path, exc)} (this run's receipt could not be ended)")
+            keep_end(self.identity, record, unwritable(self.path, exc).message)
 
     def runs(self) -> list[dict[str, Any]]:
-        """Every run's receipt, oldest first."""
-        return read_runs(self.path)
+        """Every run's receipt, oldest first (with the ends kept on this machine that are not written in yet)."""
+        return read_runs(self.path, more=pending_ends(self.identity) if self._exists() else [])
 
     def refresh(self, max_age: float | None = None) -> pa.Table:
         """Answers stored since the last :meth:`answers`/:meth:`refresh` of this object (one per number)."""
@@ -378,7 +378,9 @@ class Checkpoint:
 
     def _move_spilled(self) -> None:
         """Answers a run spilled on this machine when this checkpoint's disk failed: moved into a journal of
-        their own, then their files removed; while the disk still fails, read as stored (never paid again)."""
+        their own, then their files removed; while the disk still fails, read as stored (never paid again). Receipt
+        ends kept on this machine are written in first."""
+        write_in_ends(self.identity, lambda record: append_receipt(self.path, record))
         for _, path in spilled(self.identity):
             table, _ = read_journal(path, 0)
             if table is None or not table.num_rows:

@@ -50,7 +50,6 @@ import re
 import socket
 import time
 import uuid
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -71,7 +70,7 @@ from ._spill import identity, prune, spilled
 from ._sync import draining
 from .errors import CheckpointError, StoreUnavailableError
 from .journal import ANSWER_SCHEMA, Answer, newest_per_number, read_journal, warn_once
-from .receipts import merge_runs, recovered_end
+from .receipts import keep_end, merge_runs, pending_ends, recovered_end, write_in_ends
 from .store import check_key, refuse_other_kind
 from .tallies import TALLY_SCHEMA, merge_tallies, tally
 
@@ -459,6 +458,8 @@ class PostgresStore:
         files removed. When they cannot be moved in (a read-only role), they are read as stored."""
         legacy = hashlib.sha256(f"{self._conninfo}|{self.schema}".encode()).hexdigest()[:16]  # before 0.2
         self._unmoved = []
+        if run is None and self._made:  # receipt ends kept on this machine, written in first
+            write_in_ends(self.identity, self._insert_receipt)
         for paid_by, path in [*spilled(self.identity), *spilled(legacy)]:
             if run is not None and paid_by != run:
                 continue
@@ -625,13 +626,16 @@ class PostgresStore:
     def add_receipt(self, record: dict[str, Any]) -> None:
         try:
             self.create()
-            with self._tx() as cur:
-                cur.execute(self._q("insert into S.receipts (run, record) values (%s, %s)"),
-                            (record.get("run"), json.dumps(record, ensure_ascii=False)))  # fmt: skip
+            self._insert_receipt(record)
         except StoreUnavailableError as exc:
             if record.get("event") == "start":
                 raise  # before paying: the run does not start
-            warnings.warn(f"{exc} (this run's receipt could not be written)", RuntimeWarning, stacklevel=2)
+            keep_end(self.identity, record, exc.message)
+
+    def _insert_receipt(self, record: dict[str, Any]) -> None:
+        with self._tx() as cur:
+            cur.execute(self._q("insert into S.receipts (run, record) values (%s, %s)"),
+                        (record.get("run"), json.dumps(record, ensure_ascii=False)))  # fmt: skip
 
     def runs(self) -> list[dict[str, Any]]:
         """Every run's receipt; a run that is gone without its end gets one counted from the answers it stored."""
@@ -639,7 +643,8 @@ class PostgresStore:
             return []
         with self._tx() as cur:
             cur.execute(self._q("select record from S.receipts order by id"))
-            runs = merge_runs([row[0] if isinstance(row[0], dict) else json.loads(row[0]) for row in cur.fetchall()])
+            records = [row[0] if isinstance(row[0], dict) else json.loads(row[0]) for row in cur.fetchall()]
+            runs = merge_runs(records + pending_ends(self.identity))
             cur.execute(self._q(f"select run from S.runs where run in ({self._live()})"))
             live = {row[0] for row in cur.fetchall()}
             for run in runs:

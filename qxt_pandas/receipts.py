@@ -7,7 +7,10 @@ paid for, failures, why it stopped, the balance again). The balance's drop is
 what the vendor charged; the answers received with code 0 are what it
 delivered; ``qxt report`` calls out the difference.
 
-A run killed before its end line leaves only its start. Its journal still
+A run whose store cannot take its end line (the disk that filled, the database
+that went away: what stopped it) keeps that line on this machine beside its
+spilled answers (_spill.py); reports read it from there, and the next run on
+the store writes it in. A run killed before its end line leaves only its start. Its journal still
 holds every answer it received, so the compaction that folds that journal
 appends the end line from it (marked ``recovered``): a crash leaves the record
 of what was answered, never a false one.
@@ -26,13 +29,17 @@ import os
 import socket
 import time
 import uuid
+import warnings
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ._spill import spill_end, spilled_ends
+from .errors import QxtError
 from .journal import PAID_CODES, warn_once
 from .protocol import Balance
 
@@ -40,7 +47,18 @@ if TYPE_CHECKING:
     from .engine import EngineResult
     from .store import AnswerWriter, Store
 
-__all__ = ["RECEIPTS", "Receipt", "append_receipt", "merge_runs", "read_runs", "recover", "recovered_end"]
+__all__ = [
+    "RECEIPTS",
+    "Receipt",
+    "append_receipt",
+    "keep_end",
+    "merge_runs",
+    "pending_ends",
+    "read_runs",
+    "recover",
+    "recovered_end",
+    "write_in_ends",
+]
 
 RECEIPTS = "receipts.jsonl"
 
@@ -64,11 +82,40 @@ class Receipt:
     def end(self, run: EngineResult, balance: Balance | None, stopped: str) -> None:
         """The run's totals (``run`` is the engine's result) and the balance after it, if it could be read."""
         by_code = Counter(str(answer.code) for answer in run.answers)
+        failure = run.store_failed  # answers the store could not take: spilled, or only in the results
         self.store.add_receipt({
             "run": self.run, "event": "end", "ended": _now(), "by_code": dict(by_code), "paid": run.paid,
             "failures": len(run.failures), "requests": run.requests, "stopped": stopped,
-            "balance_after": None if balance is None else balance.balance,
+            "balance_after": None if balance is None else balance.balance, "recovered": False,
+            "spilled": getattr(failure, "spilled", 0), "unsaved": getattr(failure, "unsaved", 0),
         })  # fmt: skip
+
+
+def keep_end(store: str, record: dict[str, Any], problem: str) -> None:
+    """An end line the store ``store`` (its identity) could not take, because of ``problem``: kept on this
+    machine (read by reports there, written in by the next run), so that the receipt still says what the run
+    paid and received."""
+    try:
+        where = f"it is kept in {spill_end(store, record)} and written in by the next run on this store"
+    except OSError as exc:
+        where = f"nor could it be kept on this machine ({exc.strerror or exc})"
+    warnings.warn(f"{problem}: this run's receipt could not be ended there; {where}.", RuntimeWarning, stacklevel=3)
+
+
+def pending_ends(store: str) -> list[dict[str, Any]]:
+    """Receipt ends of ``store`` kept on this machine, not written in yet: a report reads them with the rest."""
+    return [record for _, record in spilled_ends(store)]
+
+
+def write_in_ends(store: str, add: Callable[[dict[str, Any]], object]) -> None:
+    """The receipt ends kept on this machine for ``store``, written in by ``add`` (which raises when it cannot:
+    then they stay, for a later run)."""
+    for path, record in spilled_ends(store):
+        try:
+            add(record)
+        except (OSError, QxtError):
+            return
+        path.unlink(missing_ok=True)
 
 
 def recover(directory: Path, journal: str, answers: pa.Table) -> None:
@@ -91,20 +138,21 @@ def recovered_end(counts: dict[str, int], source: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def read_runs(directory: Path, *, warn: bool = True) -> list[dict[str, Any]]:
-    """Every run's receipt, its start and end lines merged, oldest first."""
+def read_runs(directory: Path, *, warn: bool = True, more: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Every run's receipt, its start and end lines merged, oldest first; ``more`` records (ends kept elsewhere)
+    merged last."""
     bad = 0
     try:
         lines = (directory / RECEIPTS).read_bytes().splitlines()
     except FileNotFoundError:
-        return []
+        lines = []
     records = []
     for line in lines:
         try:
             records.append(json.loads(line))
         except ValueError:
             bad += bool(line.strip())
-    merged = merge_runs(records)
+    merged = merge_runs(records + (more or []))
     bad += sum(1 for r in records if not (isinstance(r, dict) and isinstance(r.get("run"), str)
                                           and all(_typed(k, v) for k, v in r.items())))  # fmt: skip
     if bad and warn:
@@ -118,6 +166,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "simulator": (bool,), "fee_type": (str,), "balance_before": (int, type(None)), "to_ask": (int,),
     "journal": (str,), "paid": (int, type(None)), "failures": (int, type(None)), "requests": (int, type(None)),
     "stopped": (str,), "balance_after": (int, type(None)), "recovered": (bool,), "by_code": (dict,),
+    "spilled": (int,), "unsaved": (int,),
 }  # fmt: skip
 
 

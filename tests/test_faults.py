@@ -189,6 +189,51 @@ def test_when_the_spill_fails_too_the_answers_are_in_the_results_and_the_error_s
     assert caught.value.unsaved >= 1 and set(sim.ledger.paid(SECRET)) <= answered(partial)
 
 
+def test_a_receipt_end_the_store_cannot_take_is_kept_and_written_in_by_the_next_run(store, tmp_path, monkeypatch):
+    """Issue 34: after a disk-full run the report said 9,229 answers "never arrived" (its receipt said paid 0)."""
+    import qxt_pandas
+    from qxt_pandas import receipts
+    from qxt_pandas.postgres import PostgresStore
+
+    monkeypatch.setenv("QXT_SPILL_DIR", str(tmp_path / "spill"))
+    directory = not store.startswith("postgresql")
+    insert = PostgresStore._insert_receipt
+
+    def refused(self, record):
+        if record.get("event") == "end":
+            raise E.StoreUnavailableError("the database went away")
+        return insert(self, record)
+
+    def fail() -> None:  # the store fails from the 50th answer on, and so does its receipt's end line
+        if directory:
+            monkeypatch.setattr(journal, "os", _FailingOS("disk full", Nth(50, True)))
+            monkeypatch.setattr(receipts, "os", _FailingOS("disk full", Nth(2, True)))  # (the 1st is the start)
+        else:
+            monkeypatch.setattr(PostgresStore, "_upsert", lambda self, rows: (_ for _ in ()).throw(
+                E.StoreUnavailableError("the database went away")))  # fmt: skip
+            monkeypatch.setattr(PostgresStore, "_insert_receipt", refused)
+
+    sim = rich(latency=0.005)
+    with serve(sim) as url:
+        fail()
+        with pytest.raises(E.StoreUnavailableError), pytest.warns(RuntimeWarning, match="receipt could not be ended"):
+            check(url, store, concurrency=8, patience=0.5)
+        paid = sum(sim.ledger.paid(SECRET).values())
+        ends = list((tmp_path / "spill" / "answers").glob("*.end.json"))
+        assert paid >= 1 and len(ends) == 1 and ends[0].stat().st_mode & 0o777 == 0o600
+        with pytest.warns(RuntimeWarning):  # still failing: the report reads the end from this machine
+            (run,) = qxt_pandas.report(store).runs
+        assert run["paid"] == paid and run["spilled"] + run["unsaved"] >= 1 and not run["recovered"]
+        monkeypatch.undo()
+        monkeypatch.setenv("QXT_SPILL_DIR", str(tmp_path / "spill"))
+        check(url, store)  # writes the end in, moves the answers in, asks only what was never asked
+        made = qxt_pandas.report(store)
+    first = made.runs[0]
+    assert not list((tmp_path / "spill" / "answers").glob("*.end.json")) and twice(sim) == 0
+    assert first["paid"] == paid and first["delivered"] == first["by_code"].get("0", 0) and not first["recovered"]
+    assert made.overcharged == [], made.warning()
+
+
 # -- claims end only once their answers are durable -----------------------------------------------
 
 
