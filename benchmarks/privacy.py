@@ -20,9 +20,9 @@ import pandas as pd
 from _exports import mobile_column, numbers
 
 import qxt_pandas
-from qxt_pandas._secret import Secret
 from qxt_pandas.checkpoint import Checkpoint
 from qxt_pandas.journal import Answer
+from qxt_pandas.service._secret import Secret
 from qxt_pandas.simulator import DEMO_APIKEY, Simulator, SimulatorTransport, answer
 from qxt_pandas.store import open_store
 

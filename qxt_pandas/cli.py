@@ -18,12 +18,9 @@ from typing import Any, TextIO, cast
 
 from . import __version__
 from ._durable import write_atomically
-from ._secret import Secret
 from ._sync import run_sync
 from .checkpoint import refuse_foreign
-from .concurrency import AUTO, MAX_CONCURRENCY
 from .copy import copy_answers
-from .engine import DEFAULT_PATIENCE
 from .errors import (
     CheckpointError,
     ConfigurationError,
@@ -41,9 +38,12 @@ from .money import parse_price, price_from_env
 from .options import CheckOptions, parse_age
 from .outputs import AtomicWriter, Targets
 from .pipeline import read_balance
-from .progress import stamp
-from .protocol import Balance
 from .report import report
+from .service._secret import Secret
+from .service.concurrency import AUTO, MAX_CONCURRENCY
+from .service.engine import DEFAULT_PATIENCE
+from .service.progress import stamp
+from .service.protocol import Balance
 from .store import is_database, shown
 from .stream import Summary, check_file, plan_file
 

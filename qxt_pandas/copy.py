@@ -22,11 +22,11 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._secret import Secret
 from .errors import CheckpointError
 from .journal import Answer
 from .keyed import KeyedStore, fingerprint
 from .options import store_key as checked_key
+from .service._secret import Secret
 from .store import ANY_KEY, Store, open_existing, open_store, shown
 
 __all__ = ["Copied", "copy_answers"]

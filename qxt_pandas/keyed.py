@@ -27,8 +27,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._secret import Secret
 from .journal import Answer
+from .service._secret import Secret
 
 __all__ = ["KeyedStore", "fingerprint", "hashed"]
 

@@ -4,7 +4,7 @@ The accessor, the command, Dask and Spark all build a :class:`CheckOptions`;
 its ``__post_init__`` refuses a value that would re-pay, run wild or hang
 (``max_age=-5``, ``concurrency=0``, ``rate=nan``, ``timeout=-1`` …) with a
 ``ValueError`` naming the option and what is allowed. The API key is wrapped
-in a :class:`~qxt_pandas._secret.Secret` here, so no repr, traceback local or
+in a :class:`~qxt_pandas.service._secret.Secret` here, so no repr, traceback local or
 log line can show it.
 
 Example::
@@ -27,11 +27,11 @@ from typing import Any, cast
 import httpx
 import pandas as pd
 
-from ._secret import Secret, hide_key
-from .client import DEFAULT_BACKOFF, DEFAULT_RETRIES, DEFAULT_TIMEOUT, AsyncClient, check_base_url
-from .concurrency import AUTO, MAX_CONCURRENCY, Adaptive, Controller, Fixed
-from .engine import DEFAULT_PATIENCE
 from .money import parse_price, price_from_env
+from .service._secret import Secret, hide_key
+from .service.client import DEFAULT_BACKOFF, DEFAULT_RETRIES, DEFAULT_TIMEOUT, AsyncClient, check_base_url
+from .service.concurrency import AUTO, MAX_CONCURRENCY, Adaptive, Controller, Fixed
+from .service.engine import DEFAULT_PATIENCE
 
 __all__ = ["PROGRESS_STYLES", "CheckOptions", "parse_age", "store_key", "with_options"]
 

@@ -29,8 +29,6 @@ from ._sync import Interrupted, draining
 from .charts import FONT_STACK, table_html
 from .checkpoint import STORED_CODES, Answer, answers_table
 from .claims import Claim
-from .client import AsyncClient, resolve_base_url
-from .engine import EngineResult, Progress, query_numbers
 from .errors import (
     CHARGED_UNREADABLE,
     ColumnConflictError,
@@ -45,9 +43,11 @@ from .masking import numbers_shown
 from .money import cost, yuan
 from .numbers import number_codes, positions
 from .options import CheckOptions, with_options
-from .protocol import Balance
 from .receipts import Receipt
 from .results import RESULT_COLUMNS, Failure, Results
+from .service.client import AsyncClient, resolve_base_url
+from .service.engine import EngineResult, Progress, query_numbers
+from .service.protocol import Balance
 from .store import Store, open_store
 
 __all__ = ["RESULT_COLUMNS", "CheckOptions", "Plan", "acheck", "aplan", "preflight", "query", "with_options"]

@@ -41,10 +41,10 @@ import pyarrow.compute as pc
 from ._spill import spill_end, spilled_ends
 from .errors import QxtError
 from .journal import PAID_CODES, warn_once
-from .protocol import Balance
+from .service.protocol import Balance
 
 if TYPE_CHECKING:
-    from .engine import EngineResult
+    from .service.engine import EngineResult
     from .store import AnswerWriter, Store
 
 __all__ = [

@@ -43,12 +43,12 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise ImportError("qxt_pandas.spark needs pyspark: pip install 'qxt-pandas[spark]'") from exc
 import pyarrow as pa
 
-from ._secret import hide_key
 from .errors import ColumnConflictError, ConfigurationError
 from .numbers import number_codes
 from .options import CheckOptions, with_options
 from .partitions import ANSWERS_SCHEMA, merge_table, merger, query_table
 from .results import OUTPUT_TYPES, RESULT_COLUMNS, text_series
+from .service._secret import hide_key
 
 __all__ = ["check", "result_schema"]
 

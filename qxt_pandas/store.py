@@ -23,9 +23,9 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
-from ._secret import Secret
 from .errors import CheckpointError, StoreUnavailableError
 from .journal import Answer
+from .service._secret import Secret
 
 __all__ = [
     "ANY_KEY",

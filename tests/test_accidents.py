@@ -368,7 +368,7 @@ def test_a_hung_run_holding_numbers_is_waited_for_with_word_and_within_patience(
 
 
 def test_a_long_retry_after_is_capped_and_bounded_by_patience(tmp_path):
-    from qxt_pandas.client import MAX_RETRY_AFTER, retry_after
+    from qxt_pandas.service.client import MAX_RETRY_AFTER, retry_after
 
     assert retry_after("100") == MAX_RETRY_AFTER == 60 and retry_after("nan") is None and retry_after("3") == 3
     sim = make_simulator(capacity=0, throttle=503, retry_after=100)  # refuses everything, asking for 100 s

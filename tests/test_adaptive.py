@@ -11,8 +11,8 @@ import pytest
 from conftest import SECRET, make_simulator, qxt, wait_for
 
 import qxt_pandas
-from qxt_pandas.concurrency import Adaptive, Fixed
 from qxt_pandas.options import CheckOptions
+from qxt_pandas.service.concurrency import Adaptive, Fixed
 from qxt_pandas.simulator import answer, serve
 
 # -- the controller, no sockets, no sleeps -------------------------------------------------

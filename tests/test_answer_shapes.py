@@ -12,8 +12,8 @@ from conftest import SECRET, make_simulator, qxt
 
 import qxt_pandas
 from qxt_pandas import errors as E
-from qxt_pandas._secret import Secret
-from qxt_pandas.protocol import Balance, PhoneStatus, parse_balance, parse_status
+from qxt_pandas.service._secret import Secret
+from qxt_pandas.service.protocol import Balance, PhoneStatus, parse_balance, parse_status
 from qxt_pandas.simulator import SimulatorTransport, serve
 
 VENDOR_DOC = Path(__file__).resolve().parents[2] / "shared" / "vendor" / "qxt-phone-check-interface.txt"

@@ -146,7 +146,7 @@ def test_damaged_receipt_fields_and_a_directory_for_html_are_told_plainly(tmp_pa
 
 
 def test_a_key_file_saved_with_a_bom_works(tmp_path):
-    from qxt_pandas._secret import Secret
+    from qxt_pandas.service._secret import Secret
 
     assert Secret.wrap("\ufeff" + SECRET + "\r\n").reveal() == SECRET
     options = qxt_pandas.CheckOptions(max_age=np.timedelta64(1, "D"))

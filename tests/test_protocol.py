@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from qxt_pandas import errors as E
-from qxt_pandas._secret import Secret
-from qxt_pandas.protocol import Balance, PhoneStatus, build_request, parse_balance, parse_status
+from qxt_pandas.service._secret import Secret
+from qxt_pandas.service.protocol import Balance, PhoneStatus, build_request, parse_balance, parse_status
 
 KEY = "k" * 32
 OK = {

@@ -106,7 +106,7 @@ def test_a_server_echoing_the_key_is_redacted(method):
 
 
 def test_reprs_do_not_show_the_key(sim):
-    from qxt_pandas._secret import Secret
+    from qxt_pandas.service._secret import Secret
 
     for client in (qxt_pandas.Client(SECRET), qxt_pandas.AsyncClient(SECRET)):
         assert_clean(repr(client), str(client), repr(vars(client)))
@@ -127,7 +127,7 @@ class _nothing:
 
 
 def test_the_wire_request_repr_hides_the_key():
-    from qxt_pandas.protocol import build_request
+    from qxt_pandas.service.protocol import build_request
 
     for method in ("POST", "GET"):
         assert_clean(repr(build_request("status", SECRET, method, GOOD)))

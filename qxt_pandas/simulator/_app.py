@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-from ..protocol import SIMULATOR_HEADER
+from ..service.protocol import SIMULATOR_HEADER
 from . import _answers as A
 from ._shapes import SHAPES, render
 from ._state import DEMO_APIKEY, DEMO_POSTPAID_APIKEY, POSTPAID, PREPAID, Account, Charge, Faults, Ledger

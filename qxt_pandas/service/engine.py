@@ -3,7 +3,7 @@
 Workers (as many as the limit can ever allow; not one task per number: a
 million tasks cost seconds and gigabytes before the first request) take
 numbers from one queue, and each waits for a slot before it sends: the
-:mod:`~qxt_pandas.concurrency` controller says how many may be in flight,
+:mod:`~qxt_pandas.service.concurrency` controller says how many may be in flight,
 fixed or adapted to the service's push-back, and when the service asked for
 a pause (``Retry-After``). Each answer goes to ``on_answer`` (the checkpoint
 makes it durable there) *before* it is counted. With an adaptive limit, a
@@ -34,11 +34,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ._sync import drainable, draining
+from .._sync import drainable, draining
+from ..errors import HttpStatusError, NumberError, QxtError, TerminalError
+from ..journal import PAID_CODES, Answer
 from .client import MAX_BACKOFF, AsyncClient
 from .concurrency import Adaptive, Controller, Fixed
-from .errors import HttpStatusError, NumberError, QxtError, TerminalError
-from .journal import PAID_CODES, Answer
 from .progress import Progress
 
 __all__ = ["DEFAULT_PATIENCE", "EngineResult", "Lease", "Progress", "horizon", "query_numbers"]

@@ -31,13 +31,13 @@ from urllib.parse import urlencode
 
 import httpx
 
+from .._sync import LoopThread
+from ..errors import ConnectionFailedError, MissingApiKeyError, QxtError
+from ..masking import mask
 from . import protocol
 from ._awake import awake_timeout
 from ._secret import Secret
-from ._sync import LoopThread
 from ._transport import AiohttpTransport, Reply
-from .errors import ConnectionFailedError, MissingApiKeyError, QxtError
-from .masking import mask
 from .protocol import Balance, Method, PhoneStatus
 
 __all__ = ["AsyncClient", "Client", "Watch", "retry_after"]

@@ -26,8 +26,8 @@ from collections.abc import Callable
 
 from tqdm.auto import tqdm
 
-from .errors import CHARGED_UNREADABLE
-from .journal import Answer
+from ..errors import CHARGED_UNREADABLE
+from ..journal import Answer
 
 __all__ = ["Progress", "stamp"]
 

@@ -28,16 +28,16 @@ from typing import Any, Literal
 
 import orjson
 
-from . import _lenient
-from ._secret import Secret
-from .errors import (
+from ..errors import (
     ChargedUnreadableError,
     HttpStatusError,
     UnexpectedResponseError,
     UnparsableResponseError,
     error_for_code,
 )
-from .masking import mask_text
+from ..masking import mask_text
+from . import _lenient
+from ._secret import Secret
 
 __all__ = [
     "DEFAULT_BASE_URL",
