@@ -14,9 +14,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
-from qxt_pandas.checkpoint import Checkpoint
-from qxt_pandas.journal import Answer
 from qxt_pandas.simulator import answer
+from qxt_pandas.stores.directory.store import Checkpoint
+from qxt_pandas.stores.journal import Answer
 
 PREFIXES = np.array(["139", "138", "186", "189", "158", "177", "135", "150", "131", "133"])
 JUNK = np.array(["无", "", "0", "0755-26012345", "400-800-8888", "139****5391", "n/a", "1234567", "13800138000/13900"])

@@ -25,12 +25,12 @@ from pathlib import Path
 
 from _exports import numbers
 
-from qxt_pandas.checkpoint import Checkpoint
-from qxt_pandas.journal import Answer
+from qxt_pandas.stores.directory.store import Checkpoint
+from qxt_pandas.stores.journal import Answer
 
 _STEP = """
 import sys, time
-from qxt_pandas.checkpoint import Checkpoint
+from qxt_pandas.stores.directory.store import Checkpoint
 store = Checkpoint(sys.argv[2], service="127.0.0.1")
 start = time.perf_counter()
 if sys.argv[1] == "compact":
@@ -45,7 +45,7 @@ print(elapsed, peak, size)
 """
 
 _FLOOR = (
-    "import qxt_pandas.checkpoint\n"
+    "import qxt_pandas.stores.directory.store\n"
     "print(0, next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM:')) * 1024, 0)"
 )
 

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from qxt_pandas.store import open_store
+from qxt_pandas.stores import open_store
 
 
 def _claim(location: str, numbers: list[str]) -> float:
@@ -40,7 +40,7 @@ def _claim(location: str, numbers: list[str]) -> float:
 def _lock_waits(location: str, until: Path) -> list[float]:
     """Take the store's claims lock alone, every 5 ms until ``until`` exists: each wait for it. (Not back to back:
     a claimer polls for the lock, and a process that takes it back to back would starve it.)"""
-    from qxt_pandas.postgres import _CLAIMS_LOCK
+    from qxt_pandas.stores.postgres.store import _CLAIMS_LOCK
 
     waits: list[float] = []
     if location.startswith("postgresql"):
@@ -54,7 +54,7 @@ def _lock_waits(location: str, until: Path) -> list[float]:
                 waits.append(time.perf_counter() - started)
                 time.sleep(0.005)
         return waits
-    from qxt_pandas._locks import lock
+    from qxt_pandas.stores._locks import lock
 
     while not until.exists():
         started = time.perf_counter()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from _timing import command_peak
 
-from qxt_pandas.checkpoint import Answer, Checkpoint
+from qxt_pandas.stores.directory.store import Answer, Checkpoint
 
 
 def fill(path: Path, count: int) -> None:

@@ -24,8 +24,8 @@ from pathlib import Path
 import pandas as pd
 from _exports import numbers
 
-from qxt_pandas.checkpoint import Checkpoint
 from qxt_pandas.simulator import DEMO_APIKEY, Simulator, serve
+from qxt_pandas.stores.directory.store import Checkpoint
 
 
 def qxt(*args: object) -> subprocess.Popen:

@@ -32,15 +32,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import qxt_pandas  # noqa: F401
-from qxt_pandas.checkpoint import Answer, Checkpoint
 from qxt_pandas.simulator import DEMO_APIKEY, Account, Simulator, serve
+from qxt_pandas.stores.directory.store import Answer, Checkpoint
 
 # Loads the checkpoint again and again; answers are only ever added, so a load that sees
 # fewer than the load before it has missed stored answers.
 LOADER = """
 import sys, warnings
 warnings.simplefilter("ignore")
-from qxt_pandas.checkpoint import Checkpoint
+from qxt_pandas.stores.directory.store import Checkpoint
 path, rounds = sys.argv[1], int(sys.argv[2])
 seen, worst, short = 0, 0, 0
 for _ in range(rounds):

@@ -20,11 +20,11 @@ import pandas as pd
 from _exports import mobile_column, numbers
 
 import qxt_pandas
-from qxt_pandas.checkpoint import Checkpoint
-from qxt_pandas.journal import Answer
 from qxt_pandas.service._secret import Secret
 from qxt_pandas.simulator import DEMO_APIKEY, Simulator, SimulatorTransport, answer
-from qxt_pandas.store import open_store
+from qxt_pandas.stores import open_store
+from qxt_pandas.stores.directory.store import Checkpoint
+from qxt_pandas.stores.journal import Answer
 
 KEY = "benchmark-store-key-0123456789abcdef"
 

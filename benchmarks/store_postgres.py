@@ -38,7 +38,7 @@ from qxt_pandas.simulator import DEMO_APIKEY, Simulator, serve
 # A run of 1,000 numbers in its own process: peak memory and the time spent in the store.
 ONE_RUN = f"""
 import json, resource, sys, time, pandas as pd, qxt_pandas
-from qxt_pandas import store as s
+from qxt_pandas.stores import store as s
 url, location, path = sys.argv[1:4]
 spent = [0.0]
 opened = s.open_store

@@ -9,15 +9,15 @@ Example::
 
 from . import accessor as _accessor  # noqa: F401 (registers df.qxt and s.qxt)
 from . import errors as _errors
-from .copy import Copied, copy_answers
 from .errors import *  # noqa: F403 (the exception tree; its names are errors.__all__)
-from .forget import Forgotten, forget
 from .numbers import normalize_mobiles
 from .options import CheckOptions
 from .pipeline import Plan
 from .report import Report, report
 from .service.client import AsyncClient, Client
 from .service.protocol import Balance, PhoneStatus
+from .stores.copy import Copied, copy_answers
+from .stores.forget import Forgotten, forget
 
 __version__ = "0.1.0"
 

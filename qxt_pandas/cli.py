@@ -17,10 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO, cast
 
 from . import __version__
-from ._durable import write_atomically
 from ._sync import run_sync
-from .checkpoint import refuse_foreign
-from .copy import copy_answers
 from .errors import (
     CheckpointError,
     ConfigurationError,
@@ -32,7 +29,6 @@ from .errors import (
     StoreUnavailableError,
 )
 from .files import open_source
-from .forget import forget, numbers_in
 from .masking import mask_text, numbers_shown
 from .money import parse_price, price_from_env
 from .options import CheckOptions, parse_age
@@ -44,7 +40,11 @@ from .service.concurrency import AUTO, MAX_CONCURRENCY
 from .service.engine import DEFAULT_PATIENCE
 from .service.progress import stamp
 from .service.protocol import Balance
-from .store import is_database, shown
+from .stores import is_database, shown
+from .stores._durable import write_atomically
+from .stores.copy import copy_answers
+from .stores.directory.store import refuse_foreign
+from .stores.forget import forget, numbers_in
 from .stream import Summary, check_file, plan_file
 
 __all__ = ["EXIT_CODES", "main"]

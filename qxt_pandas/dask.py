@@ -39,11 +39,11 @@ from dask.dataframe.extensions import register_dataframe_accessor
 from dask.dataframe.utils import clear_known_categories
 
 from . import pipeline
-from .checkpoint import answers_table
 from .errors import ColumnConflictError, ConfigurationError
 from .partitions import answers_frame, distinct_numbers, merge_results, query_numbers
 from .results import RESULT_COLUMNS, build_columns
 from .service._secret import hide_key
+from .stores.directory.store import answers_table
 
 __all__ = ["DaskAccessor"]
 

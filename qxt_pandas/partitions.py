@@ -24,10 +24,10 @@ import pyarrow.compute as pc
 
 from . import pipeline
 from ._sync import run_sync
-from .journal import ANSWER_SCHEMA
 from .numbers import number_codes
 from .options import CheckOptions
 from .results import RESULT_COLUMNS, Failure, Results, text_series
+from .stores.journal import ANSWER_SCHEMA
 
 __all__ = [
     "ANSWERS_SCHEMA",

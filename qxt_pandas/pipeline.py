@@ -27,8 +27,6 @@ import pyarrow.compute as pc
 
 from ._sync import Interrupted, draining
 from .charts import FONT_STACK, table_html
-from .checkpoint import STORED_CODES, Answer, answers_table
-from .claims import Claim
 from .errors import (
     CHARGED_UNREADABLE,
     ColumnConflictError,
@@ -43,12 +41,15 @@ from .masking import numbers_shown
 from .money import cost, yuan
 from .numbers import number_codes, positions
 from .options import CheckOptions, with_options
-from .receipts import Receipt
 from .results import RESULT_COLUMNS, Failure, Results
 from .service.client import AsyncClient, resolve_base_url
 from .service.engine import EngineResult, Progress, query_numbers
 from .service.protocol import Balance
-from .store import Store, open_store
+from .stores import open_store
+from .stores.directory.claims import Claim
+from .stores.directory.store import STORED_CODES, Answer, answers_table
+from .stores.protocol import Store
+from .stores.receipts import Receipt
 
 __all__ = ["RESULT_COLUMNS", "CheckOptions", "Plan", "acheck", "aplan", "preflight", "query", "with_options"]
 

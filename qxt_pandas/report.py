@@ -36,8 +36,8 @@ from .errors import CHARGED_UNREADABLE
 from .labels import label, ordered
 from .money import cost, parse_price, yuan
 from .results import LOCAL_INVALID, NO_STATUS, outcomes
-from .store import open_existing
-from .tallies import tally
+from .stores import open_existing
+from .stores.tallies import tally
 
 __all__ = ["Report", "read_checked", "report"]
 

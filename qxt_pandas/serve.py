@@ -58,7 +58,7 @@ from .money import cost, yuan
 from .options import with_options
 from .pipeline import Plan
 from .report import Report, report
-from .store import open_existing, shown
+from .stores import open_existing, shown
 
 __all__ = ["Console", "create_app"]
 

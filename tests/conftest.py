@@ -78,7 +78,7 @@ def rich(**knobs) -> Simulator:
 
 def stored(store: str | Path) -> set[str]:
     """The numbers a store holds an answer for (opening it moves in what was spilled for it)."""
-    from qxt_pandas.store import open_store
+    from qxt_pandas.stores import open_store
 
     opened = open_store(store, service="127.0.0.1")
     try:

@@ -23,10 +23,10 @@ from test_cli_failures import MOBILES, check, export
 
 import qxt_pandas
 from qxt_pandas import errors as E
-from qxt_pandas.checkpoint import Checkpoint
 from qxt_pandas.outputs import AtomicWriter, SplitWriter, Targets
 from qxt_pandas.results import OUTPUT_TYPES
 from qxt_pandas.simulator import serve
+from qxt_pandas.stores.directory.store import Checkpoint
 
 
 def snapshot(directory) -> dict[str, bytes]:
@@ -339,7 +339,7 @@ def test_a_request_that_never_answers_still_times_out():
 
 def test_a_hung_run_holding_numbers_is_waited_for_with_word_and_within_patience(tmp_path, capsys):
     script = (
-        "import sys, asyncio, qxt_pandas.claims as c, qxt_pandas.checkpoint as k\n"
+        "import sys, asyncio, qxt_pandas.stores.directory.claims as c, qxt_pandas.stores.directory.store as k\n"
         "store = k.Checkpoint(sys.argv[1], service='127.0.0.1')\n"
         "claim = asyncio.run(c.claim_numbers(store, sys.argv[2:], None))\n"
         "print('claimed', flush=True); sys.stdin.read()\n"
@@ -401,7 +401,7 @@ def test_runs_at_once_share_one_bill_that_matches_the_ledger(tmp_path):
 
 
 def test_a_killed_runs_charge_is_recovered_from_the_next_runs_balance(tmp_path):
-    from qxt_pandas.receipts import RECEIPTS
+    from qxt_pandas.stores.receipts import RECEIPTS
 
     lines = [
         {"run": "a", "event": "start", "started": "2026-12-01T10:00:00+0000", "fee_type": "预付费",

@@ -12,10 +12,10 @@ from conftest import EMPTY_KEY, FENCED_KEY, SECRET
 
 import qxt_pandas  # noqa: F401 (registers .qxt)
 from qxt_pandas import errors as E
-from qxt_pandas.checkpoint import Checkpoint
 from qxt_pandas.options import parse_age
 from qxt_pandas.results import LOCAL_INVALID, RESULT_COLUMNS
 from qxt_pandas.simulator import Faults, SimulatorTransport, answer
+from qxt_pandas.stores.directory.store import Checkpoint
 
 M = "13972565391"
 NO_INFO = "17703560786"  # -4 in the simulator

@@ -9,8 +9,8 @@ import time
 import pyarrow.parquet as pq
 import pytest
 
-from qxt_pandas.checkpoint import Answer, Checkpoint, answers_table
 from qxt_pandas.errors import CheckpointError
+from qxt_pandas.stores.directory.store import Answer, Checkpoint, answers_table
 
 
 def ans(mobile: str, status: str = "正常", at: float | None = None, code: int = 0) -> Answer:
@@ -172,7 +172,7 @@ def test_appending_is_microseconds(store):
 def test_journals_written_before_orjson_are_read_on_the_fast_path(store):
     import json
 
-    from qxt_pandas.journal import _as_written
+    from qxt_pandas.stores.journal import _as_written
 
     old = ans("13800000001")
     line = (json.dumps(dict(zip(old.__slots__, old.values(), strict=True)), ensure_ascii=False) + "\n").encode()

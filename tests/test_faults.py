@@ -27,8 +27,8 @@ import pytest
 from conftest import SECRET, qxt, rich, stored
 
 from qxt_pandas import errors as E
-from qxt_pandas import journal
 from qxt_pandas.simulator import serve
+from qxt_pandas.stores import journal
 
 NUMBERS = [f"135{i:08d}" for i in range(400)]
 
@@ -95,7 +95,7 @@ PASSING = {"lost connection", "read-only", "pooler"}
 @pytest.mark.parametrize("n", [1, 3])
 @pytest.mark.parametrize("kind", PG_ERRORS)
 def test_a_failed_commit_keeps_its_batch_and_never_pays_twice(postgres, tmp_path, monkeypatch, kind, n, lasting):
-    from qxt_pandas.postgres import PostgresStore
+    from qxt_pandas.stores.postgres.store import PostgresStore
 
     monkeypatch.setenv("QXT_SPILL_DIR", str(tmp_path / "spill"))
     error, fails = _pg_errors()[kind], Nth(n, lasting)
@@ -192,8 +192,8 @@ def test_when_the_spill_fails_too_the_answers_are_in_the_results_and_the_error_s
 def test_a_receipt_end_the_store_cannot_take_is_kept_and_written_in_by_the_next_run(store, tmp_path, monkeypatch):
     """Issue 34: after a disk-full run the report said 9,229 answers "never arrived" (its receipt said paid 0)."""
     import qxt_pandas
-    from qxt_pandas import receipts
-    from qxt_pandas.postgres import PostgresStore
+    from qxt_pandas.stores import receipts
+    from qxt_pandas.stores.postgres.store import PostgresStore
 
     monkeypatch.setenv("QXT_SPILL_DIR", str(tmp_path / "spill"))
     directory = not store.startswith("postgresql")
@@ -238,7 +238,7 @@ def test_a_receipt_end_the_store_cannot_take_is_kept_and_written_in_by_the_next_
 
 
 def test_a_claim_ends_only_after_its_answers_are_committed(postgres, monkeypatch):
-    from qxt_pandas.postgres import PostgresClaim
+    from qxt_pandas.stores.postgres.store import PostgresClaim
 
     release, seen = PostgresClaim.release, []
 
@@ -321,7 +321,7 @@ def test_a_schema_holding_another_applications_tables_is_refused_before_anything
 
 
 def test_a_spill_is_moved_in_through_another_spelling_of_the_same_database(postgres, tmp_path, monkeypatch):
-    from qxt_pandas.postgres import PostgresStore
+    from qxt_pandas.stores.postgres.store import PostgresStore
 
     monkeypatch.setenv("QXT_SPILL_DIR", str(tmp_path / "spill"))
     upsert = PostgresStore._upsert
@@ -347,7 +347,7 @@ def test_a_spill_is_moved_in_through_another_spelling_of_the_same_database(postg
 
 
 def test_a_lease_renewal_that_fails_for_a_moment_is_retried_with_backoff(postgres, tmp_path, monkeypatch):
-    from qxt_pandas.postgres import PostgresStore
+    from qxt_pandas.stores.postgres.store import PostgresStore
 
     monkeypatch.setenv("QXT_SPILL_DIR", str(tmp_path / "spill"))
     monkeypatch.setenv("QXT_LEASE_SECONDS", "1")  # heartbeats every 0.25 s, renewals before most requests
@@ -377,8 +377,8 @@ def psycopg_errors():
 
 
 def test_spilled_answers_the_disk_still_cannot_take_are_read_as_stored_and_never_paid_again(tmp_path, monkeypatch):
-    from qxt_pandas import _spill
-    from qxt_pandas.checkpoint import Answer, Checkpoint
+    from qxt_pandas.stores import _spill
+    from qxt_pandas.stores.directory.store import Answer, Checkpoint
 
     monkeypatch.setenv("QXT_SPILL_DIR", str(tmp_path / "spill"))
     store = Checkpoint(tmp_path / "c.qxt", service="127.0.0.1")

@@ -21,8 +21,8 @@ import pytest
 from conftest import SECRET, rich, stored, wait_for
 from test_faults import spilled, twice
 
-from qxt_pandas.postgres import COMMIT_EVERY
 from qxt_pandas.simulator import serve
+from qxt_pandas.stores.postgres.store import COMMIT_EVERY
 
 
 @pytest.fixture(autouse=True)

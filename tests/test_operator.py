@@ -195,7 +195,7 @@ def test_the_output_and_its_split_files_change_as_one_set(tmp_path):
 def test_a_run_that_gave_up_on_another_runs_claims_does_not_replace_the_output(tmp_path):
     import asyncio
 
-    from qxt_pandas.store import open_store
+    from qxt_pandas.stores import open_store
 
     sim = rich()
     source = _numbers(tmp_path, 40)

@@ -16,10 +16,10 @@ from conftest import SECRET, make_simulator, qxt, wait_for
 
 import qxt_pandas
 from qxt_pandas import errors as E
-from qxt_pandas.checkpoint import Checkpoint
-from qxt_pandas.keyed import fingerprint
 from qxt_pandas.service._secret import Secret
 from qxt_pandas.simulator import Faults, answer, serve
+from qxt_pandas.stores.directory.store import Checkpoint
+from qxt_pandas.stores.keyed import fingerprint
 
 KEY = "a-store-key-for-tests-only-0123456789"
 NUMBERS = [f"139{i:08d}" for i in range(400)]

@@ -17,8 +17,8 @@ from conftest import FENCED_KEY, SECRET, make_simulator, wait_for
 
 import qxt_pandas  # noqa: F401
 from qxt_pandas import errors as E
-from qxt_pandas.checkpoint import Checkpoint
 from qxt_pandas.simulator import Faults, SimulatorTransport, serve
+from qxt_pandas.stores.directory.store import Checkpoint
 
 CHILD = """
 import sys

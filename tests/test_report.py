@@ -114,7 +114,7 @@ def test_a_killed_run_leaves_a_true_receipt_recovered_from_its_journal(tmp_path)
         child.wait()
         (started,) = qxt_pandas.report(checkpoint).runs
         assert "ended" not in started and "no end recorded" in str(qxt_pandas.report(checkpoint))
-        assert qxt_pandas.checkpoint.Checkpoint(checkpoint, service="127.0.0.1").compact()
+        assert qxt_pandas.stores.directory.store.Checkpoint(checkpoint, service="127.0.0.1").compact()
     (recovered,) = qxt_pandas.report(checkpoint).runs
     stored = qxt_pandas.report(checkpoint).stored
     assert recovered["recovered"] and sum(recovered["by_code"].values()) == stored and stored > 0
@@ -143,7 +143,7 @@ def test_the_report_of_a_missing_empty_or_damaged_checkpoint_is_a_clear_message(
     (tmp_path / "bad.qxt" / "meta.json").write_text("[]")
     damaged = qxt("report", tmp_path / "bad.qxt")
     assert damaged.returncode == 2 and "meta.json is damaged" in damaged.stderr
-    qxt_pandas.checkpoint.Checkpoint(tmp_path / "empty.qxt", service="127.0.0.1").create()
+    qxt_pandas.stores.directory.store.Checkpoint(tmp_path / "empty.qxt", service="127.0.0.1").create()
     empty = qxt_pandas.report(tmp_path / "empty.qxt")
     assert empty.answered == 0 and "no answers yet" in str(empty) and "qxt-bars" in empty._repr_html_()
     with pytest.raises(CheckpointError):
@@ -160,9 +160,9 @@ def test_plan_shows_as_a_table_in_jupyter(sim):
 def test_a_reports_counts_are_made_where_the_answers_are_and_count_each_numbers_newest_answer(store):
     """Issue 32: a report counts with the store (GROUP BY, or a batch at a time), not from every answer loaded,
     and gives the counts the answers give: the newest answer per number, spilled answers included."""
-    from qxt_pandas.journal import Answer
-    from qxt_pandas.store import open_store
-    from qxt_pandas.tallies import tally
+    from qxt_pandas.stores import open_store
+    from qxt_pandas.stores.journal import Answer
+    from qxt_pandas.stores.tallies import tally
 
     statuses = ["正常", "空号", "停机", None]
     opened = open_store(store, service="127.0.0.1")

@@ -19,8 +19,8 @@ from conftest import SECRET, make_simulator, qxt, wait_for
 
 import qxt_pandas
 from qxt_pandas import errors as E
-from qxt_pandas.checkpoint import Answer, Checkpoint, JournalWriter
 from qxt_pandas.simulator import SimulatorTransport, answer, serve
+from qxt_pandas.stores.directory.store import Answer, Checkpoint, JournalWriter
 
 
 def numbers(start: int, stop: int) -> pd.DataFrame:
@@ -106,7 +106,7 @@ def test_a_run_waits_for_the_numbers_another_run_is_asking_and_says_so(tmp_path,
 
 def test_a_claim_of_a_killed_run_ends_with_it(tmp_path, busy_sim):
     script = (
-        "import sys, asyncio, qxt_pandas.claims as c, qxt_pandas.checkpoint as k\n"
+        "import sys, asyncio, qxt_pandas.stores.directory.claims as c, qxt_pandas.stores.directory.store as k\n"
         "store = k.Checkpoint(sys.argv[1], service='127.0.0.1')\n"
         "claim = asyncio.run(c.claim_numbers(store, ['13800000001'], None))\n"
         "print('claimed', flush=True); sys.stdin.read()\n"
@@ -115,7 +115,7 @@ def test_a_claim_of_a_killed_run_ends_with_it(tmp_path, busy_sim):
                               stdout=subprocess.PIPE, text=True)  # fmt: skip
     assert holder.stdout.readline().strip() == "claimed"
     store = Checkpoint(tmp_path / "k.qxt", service="127.0.0.1")
-    from qxt_pandas.claims import claim_numbers
+    from qxt_pandas.stores.directory.claims import claim_numbers
 
     held = asyncio.run(claim_numbers(store, ["13800000001"], None))
     assert held.mine == [] and held.waiting_for == ["13800000001"]
@@ -130,7 +130,7 @@ def test_a_claim_of_a_killed_run_ends_with_it(tmp_path, busy_sim):
 
 COMPACTOR = """
 import sys, time
-from qxt_pandas.checkpoint import Answer, Checkpoint
+from qxt_pandas.stores.directory.store import Answer, Checkpoint
 path, start, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 for r in range(rounds):
     with Checkpoint(path, service="s").writer() as w:
@@ -341,7 +341,7 @@ def test_claim_files_and_locks_are_cleaned_and_copies_are_independent(tmp_path):
     store = Checkpoint(tmp_path / "c.qxt", service="s")
     store.create()
     (store.path / "claim-1-999-dead.txt").write_text('{"pid": 999}\n13800000001\n')
-    from qxt_pandas.claims import claim_numbers
+    from qxt_pandas.stores.directory.claims import claim_numbers
 
     claim = asyncio.run(claim_numbers(store, ["13800000001"], None))
     assert claim.mine == ["13800000001"] and not (store.path / "claim-1-999-dead.txt").exists()

@@ -19,7 +19,7 @@ from test_numbers import formatted, valid_numbers
 import qxt_pandas
 from qxt_pandas.masked import masked_column
 from qxt_pandas.simulator import serve
-from qxt_pandas.store import open_store
+from qxt_pandas.stores import open_store
 
 NUMBERS = [f"137{i:08d}" for i in range(400)]
 
@@ -263,15 +263,15 @@ def test_forget_while_a_run_in_another_process_asks_those_numbers_leaves_none_of
 
 
 def test_forget_and_retention_cover_answers_spilled_on_this_machine(tmp_path, monkeypatch):
-    from qxt_pandas import _spill
-    from qxt_pandas.checkpoint import Answer, Checkpoint
+    from qxt_pandas.stores import _spill, journal
+    from qxt_pandas.stores.directory.store import Answer, Checkpoint
 
     monkeypatch.setenv("QXT_SPILL_DIR", str(tmp_path / "spill"))
     store = Checkpoint(tmp_path / "c.qxt", service="127.0.0.1")
     store.create()
     old, new = Answer(NUMBERS[0], 0, "正常", checked_at=1.0), Answer(NUMBERS[1], 0, "正常", checked_at=2e9)
     path = _spill.spill(store.identity, "run-1", [old, new, Answer(NUMBERS[2], 0, "空号", checked_at=2e9)])
-    assert _spill.prune(store.identity, [NUMBERS[2]], cutoff=10.0) == 2  # one by number, one by age
+    assert journal.prune_spilled(store.identity, [NUMBERS[2]], cutoff=10.0) == 2  # one by number, one by age
     assert path.stat().st_mode & 0o777 == 0o600
     assert [json.loads(line)["mobile"] for line in path.read_text().splitlines()] == [NUMBERS[1]]
     assert qxt_pandas.forget(tmp_path / "c.qxt", numbers=[NUMBERS[1]]) == 1  # opening moved it in; then forgotten

@@ -22,7 +22,7 @@ from conftest import SECRET, make_simulator, qxt, wait_for
 import qxt_pandas
 from qxt_pandas import errors as E
 from qxt_pandas.simulator import Faults, serve
-from qxt_pandas.store import open_store
+from qxt_pandas.stores import open_store
 
 NUMBERS = [f"139{i:08d}" for i in range(600)]
 
@@ -249,7 +249,8 @@ def test_the_report_of_an_empty_database_says_so(postgres):
 def test_a_claim_is_made_a_batch_at_a_time_and_overlapping_claims_never_share_a_number(store, monkeypatch):
     """Issue 32: the claims lock is held a batch at a time (here 7 numbers), and the claim is still whole: two
     runs never hold one number, the second waits for the first's numbers, a release frees every batch."""
-    from qxt_pandas import claims, postgres
+    from qxt_pandas.stores.directory import claims
+    from qxt_pandas.stores.postgres import store as postgres
 
     monkeypatch.setattr(claims, "BATCH", 7)
     monkeypatch.setattr(postgres, "_CLAIM_BATCH", 7)
@@ -278,7 +279,7 @@ def test_answers_stored_while_another_run_still_holds_their_claim_are_never_clai
     """A run that reads another run's answers while that run still holds its claim keeps them: a later round (once
     the claim is released) never claims, and pays for, them again (a full suite run caught a directory store
     paying 150 numbers twice so)."""
-    from qxt_pandas.journal import Answer
+    from qxt_pandas.stores.journal import Answer
 
     numbers = [f"1390001{i:04d}" for i in range(10)]
     first, second = open_store(store, service="127.0.0.1"), open_store(store, service="127.0.0.1")

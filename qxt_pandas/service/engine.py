@@ -36,7 +36,7 @@ from typing import Any, Protocol
 
 from .._sync import drainable, draining
 from ..errors import HttpStatusError, NumberError, QxtError, TerminalError
-from ..journal import PAID_CODES, Answer
+from ..stores.journal import PAID_CODES, Answer
 from .client import MAX_BACKOFF, AsyncClient
 from .concurrency import Adaptive, Controller, Fixed
 from .progress import Progress

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from tqdm.auto import tqdm
 
 from ..errors import CHARGED_UNREADABLE
-from ..journal import Answer
+from ..stores.journal import Answer
 
 __all__ = ["Progress", "stamp"]
 

@@ -168,11 +168,12 @@ class Simulator:
             self.requests_by_path[path] += 1
             self.query_strings.append(query)
             self.arrivals.append(time.monotonic())
-            if self.capacity is not None and self.in_flight >= self.capacity and path == "/ssphone_status":
-                self.refused += 1
-                full = True
-            else:
-                full = False
+            # in flight: status queries only, as capacity counts them (a balance read beside six queries made
+            # a max of 7 against a capacity of 6)
+            status = path == "/ssphone_status"
+            full = self.capacity is not None and self.in_flight >= self.capacity and status
+            self.refused += full
+            if status and not full:
                 self.in_flight += 1
                 self.max_in_flight = max(self.max_in_flight, self.in_flight)
             fault = self.faults.pick(self._rng.random())
@@ -183,8 +184,9 @@ class Simulator:
         try:
             await self._handle(scope, receive, send, path, query, body, fault, pause)
         finally:
-            with self._lock:
-                self.in_flight -= 1
+            if status:
+                with self._lock:
+                    self.in_flight -= 1
 
     async def _refuse(self, send: Send) -> None:
         """Over capacity: refused at once and not charged, as a busy service sheds load."""

@@ -14,20 +14,40 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
-from ._spill import Spiller
-from .claims import Claim
-from .errors import StoreUnavailableError
-from .journal import Answer
-
-if TYPE_CHECKING:
-    from .postgres import PostgresStore
+from ...errors import StoreUnavailableError
+from .._spill import Spiller
+from ..directory.claims import Claim
+from ..journal import Answer
 
 __all__ = ["COMMIT_BATCH", "COMMIT_EVERY", "PostgresClaim", "PostgresWriter"]
 
 COMMIT_EVERY = 0.05  # seconds: the most an answer waits for its commit while a run goes on
 COMMIT_BATCH = 500  # answers: a batch this large is committed at once
+T = TypeVar("T")
+
+
+class PostgresStore(Protocol):
+    """What the writer and the claim use of their store (postgres.py's ``PostgresStore``, which imports this
+    module: a protocol here, so that the two modules import each other in one direction only)."""
+
+    run: str
+    lease: float
+    fault: StoreUnavailableError | None
+    identity: str
+
+    @property
+    def location(self) -> str: ...
+    def beat(self) -> None: ...
+    def confirm(self, held: int) -> bool: ...
+    def lease_left(self) -> float: ...
+    async def recover(self, then: Callable[[], T]) -> T: ...
+    def writer(self, patience: float | None = None) -> PostgresWriter: ...
+    def _holds(self, run: str) -> bool: ...
+    def _release(self) -> None: ...
+    def _upsert(self, rows: list[tuple[Any, ...]]) -> None: ...
 
 
 class PostgresWriter:

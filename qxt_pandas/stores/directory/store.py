@@ -55,11 +55,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ._durable import fsync_dir, write_atomically
-from ._locks import held_elsewhere, lock, try_lock
-from ._spill import identity, prune, spilled
-from .errors import CheckpointError, StoreUnavailableError
-from .journal import (
+from ...errors import CheckpointError, StoreUnavailableError
+from ...numbers import positions
+from .._durable import fsync_dir, write_atomically
+from .._locks import held_elsewhere, lock, try_lock
+from .._spill import identity, spilled
+from ..journal import (
     ANSWER_SCHEMA,
     DAMAGED,
     STORED_CODES,
@@ -69,14 +70,14 @@ from .journal import (
     forgotten,
     newest_indices,
     newest_per_number,
+    prune_spilled,
     read_journal,
     unwritable,
     warn_once,
 )
-from .numbers import positions
-from .receipts import append_receipt, keep_end, pending_ends, read_runs, recover, write_in_ends
-from .store import check_key, refuse_other_kind
-from .tallies import merge_tallies, tally, tally_batches
+from ..protocol import check_key, refuse_other_kind
+from ..receipts import append_receipt, keep_end, pending_ends, read_runs, recover, write_in_ends
+from ..tallies import merge_tallies, tally, tally_batches
 
 if TYPE_CHECKING:
     from .claims import Claim
@@ -436,7 +437,7 @@ class Checkpoint:
         wanted = pa.array(numbers or [], pa.string())
         cutoff = None if older_than is None else time.time() - older_than
         if not dry_run:  # spilled answers not yet moved in (a disk still full) are forgotten too
-            prune(self.identity, numbers or [], cutoff)
+            prune_spilled(self.identity, numbers or [], cutoff)
             kept = (t.filter(pc.invert(forgotten(t, wanted, cutoff))) for t in self._unmoved)
             self._unmoved = [t for t in kept if t.num_rows]
         with lock(self.path / "compact.lock"):

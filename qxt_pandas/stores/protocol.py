@@ -1,44 +1,26 @@
-"""The one protocol through which runs reach a store of answers, and which store a location means.
+"""The one protocol through which runs reach a store of answers: what a store does, and nothing of how.
 
 A store keeps answers (durable before they are counted), the claims of runs
 asking right now, which service answered (and whether it was the simulator),
-and the runs' receipts. Two implement it: a directory (:mod:`.checkpoint`,
-the embedded default) and PostgreSQL (:mod:`.postgres`, for teams, containers
-and clusters). The pipeline, claims, receipts and report know only this
-protocol; a third store is one new module and one line in :func:`open_store`.
-
-Example::
-
-    store = open_store("postgresql://etl@db/qxt", service="ps.szqxt.com")
-    stored = store.answers(numbers=pa.array(["13972565391"]))
+and the runs' receipts. Two implement it: a directory
+(:mod:`.directory.store`, the embedded default) and PostgreSQL
+(:mod:`.postgres.store`, for teams, containers and clusters). The pipeline,
+claims, receipts and report know only this protocol; a third store is one new
+module and one line in :func:`qxt_pandas.stores.open_store`. This module
+imports no implementation.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
 from typing import Any, Protocol
 
 import pyarrow as pa
 
-from .errors import CheckpointError, StoreUnavailableError
+from ..errors import CheckpointError, StoreUnavailableError
 from .journal import Answer
-from .service._secret import Secret
 
-__all__ = [
-    "ANY_KEY",
-    "AnswerWriter",
-    "Claimed",
-    "Store",
-    "check_key",
-    "is_database",
-    "open_existing",
-    "open_store",
-    "refuse_other_kind",
-    "shown",
-]
+__all__ = ["ANY_KEY", "DATABASE_SCHEMES", "AnswerWriter", "Claimed", "Store", "check_key", "refuse_other_kind"]
 
 #: URI schemes that name a PostgreSQL store (any libpq URI).
 DATABASE_SCHEMES = ("postgresql://", "postgres://")
@@ -128,60 +110,8 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-def is_database(location: str | os.PathLike[str] | None) -> bool:
-    """Whether ``location`` names a database (a URI) rather than a directory."""
-    return isinstance(location, str) and location.strip().lower().startswith(DATABASE_SCHEMES)
-
-
-def shown(location: str | os.PathLike[str]) -> str:
-    """``location`` as messages show it: a URI's password replaced by ``***``."""
-    if not is_database(location):
-        return str(location)
-    from .postgres import without_password
-
-    return without_password(str(location))
-
-
 #: ``key=`` for a caller that reads only counts (a report, forgetting by age): any key, or none, will do.
 ANY_KEY = object()
-
-
-def open_store(
-    location: str | os.PathLike[str], *, service: str, create: bool = True, key: Secret | object | None = None
-) -> Store:
-    """The store at ``location``: a PostgreSQL URI, or a directory. ``create=False`` (reports) refuses one
-    that does not exist yet instead of making it. With a store ``key`` it holds numbers only as keyed
-    hashes (see :mod:`.keyed`); the key must be the one the store was made with."""
-    from .keyed import KeyedStore, fingerprint
-
-    mark = key if key is ANY_KEY else fingerprint(key)  # type: ignore[arg-type]
-    if is_database(location):
-        from .postgres import PostgresStore
-
-        inner: Store = PostgresStore(str(location), service=service, create=create, key=mark)
-    else:
-        from .checkpoint import Checkpoint
-
-        inner = Checkpoint(location, service=service, key=mark)
-    return KeyedStore(inner, key) if isinstance(key, Secret) else inner
-
-
-def open_existing(location: str | os.PathLike[str], key: Secret | object | None = ANY_KEY) -> Store:
-    """A store that must exist already (a report, forgetting), bound to the service it holds; creates nothing."""
-    if is_database(location):
-        from .postgres import stored_service
-
-        return open_store(location, service=stored_service(str(location)), create=False, key=key)
-    path = Path(location)
-    meta = path / "meta.json"
-    if not meta.exists():
-        raise CheckpointError(f"{path} is not a qxt checkpoint (it has no meta.json). Pass the directory a check "
-                              "wrote with checkpoint= or --checkpoint.")  # fmt: skip
-    try:
-        service = json.loads(meta.read_text(encoding="utf-8")).get("service")
-    except (OSError, ValueError, AttributeError):
-        service = None
-    return open_store(path, service=str(service), key=key)  # a damaged meta.json is refused here, with what to do
 
 
 def refuse_other_kind(where: str, service: str, stored: bool | None, simulator: bool, instead: str) -> None:

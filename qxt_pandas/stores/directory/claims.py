@@ -38,18 +38,30 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._locks import alock, held_elsewhere, open_locked
-from ._sync import drainable, draining
-from .checkpoint import Checkpoint, unwritable
+from ..._sync import drainable, draining
+from .._locks import alock, held_elsewhere, open_locked
+from ..journal import unwritable
 
 __all__ = ["Claim", "claim_numbers", "claimed_by"]
 
+
 #: How often a waiting run looks whether the claims it waits for have ended (seconds).
+class Checkpoint(Protocol):
+    """What claims use of their directory store (checkpoint.py's ``Checkpoint``, which imports this module)."""
+
+    path: Path
+
+    def create(self) -> None: ...
+    def files(self, kind: str) -> list[Path]: ...
+    def refresh(self, max_age: float | None = None) -> pa.Table: ...
+    def sweep(self) -> None: ...
+
+
 POLL = 0.2
 #: How often a waiting run says that it still waits, and for whom (seconds).
 SAY_EVERY = 10.0

@@ -57,7 +57,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._postgres_write import (
+from ..._sync import draining
+from ...errors import CheckpointError, StoreUnavailableError
+from .._spill import identity, spilled
+from ..journal import ANSWER_SCHEMA, Answer, newest_per_number, prune_spilled, read_journal, warn_once
+from ..protocol import check_key, refuse_other_kind
+from ..receipts import keep_end, merge_runs, pending_ends, recovered_end, write_in_ends
+from ..tallies import TALLY_SCHEMA, merge_tallies, tally
+from ._write import (
     COMMIT_BATCH,
     COMMIT_EVERY,
     PostgresClaim,
@@ -66,13 +73,6 @@ from ._postgres_write import (
     _transient,
     _unavailable,
 )
-from ._spill import identity, prune, spilled
-from ._sync import draining
-from .errors import CheckpointError, StoreUnavailableError
-from .journal import ANSWER_SCHEMA, Answer, newest_per_number, read_journal, warn_once
-from .receipts import keep_end, merge_runs, pending_ends, recovered_end, write_in_ends
-from .store import check_key, refuse_other_kind
-from .tallies import TALLY_SCHEMA, merge_tallies, tally
 
 __all__ = ["COMMIT_BATCH", "COMMIT_EVERY", "LEASE", "PostgresStore", "without_password"]
 
@@ -143,7 +143,7 @@ def stored_service(uri: str) -> str:
 
 
 class PostgresStore:
-    """The :class:`~qxt_pandas.store.Store` protocol over one PostgreSQL schema (see the module docstring)."""
+    """The :class:`~qxt_pandas.stores.protocol.Store` protocol over one PostgreSQL schema (see the module docstring)."""
 
     def __init__(self, uri: str, *, service: str, create: bool = True, key: object = None) -> None:
         self.service = service
@@ -664,7 +664,7 @@ class PostgresStore:
             return 0
         cutoff = -1.0 if older_than is None else time.time() - older_than
         if not dry_run:  # spilled answers not yet moved in (a read-only role) are forgotten too
-            prune(self.identity, numbers or [], cutoff)
+            prune_spilled(self.identity, numbers or [], cutoff)
             self._move_spilled()  # what is left of them, read again
         verb = "select count(*)" if dry_run else "delete"
         with self._tx() as cur:

@@ -38,14 +38,14 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..errors import QxtError
+from ..service.protocol import Balance
 from ._spill import spill_end, spilled_ends
-from .errors import QxtError
 from .journal import PAID_CODES, warn_once
-from .service.protocol import Balance
 
 if TYPE_CHECKING:
-    from .service.engine import EngineResult
-    from .store import AnswerWriter, Store
+    from ..service.engine import EngineResult
+    from .protocol import AnswerWriter, Store
 
 __all__ = [
     "RECEIPTS",

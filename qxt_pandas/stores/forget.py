@@ -21,13 +21,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import ConfigurationError
-from .files import guess_column, open_source
-from .numbers import normalize_mobiles
-from .options import parse_age
-from .options import store_key as checked_key
-from .service._secret import Secret
-from .store import ANY_KEY, open_existing
+from ..errors import ConfigurationError
+from ..files import guess_column, open_source
+from ..numbers import normalize_mobiles
+from ..options import parse_age
+from ..options import store_key as checked_key
+from ..service._secret import Secret
+from . import open_existing
+from .protocol import ANY_KEY
 
 __all__ = ["Forgotten", "forget", "numbers_in"]
 

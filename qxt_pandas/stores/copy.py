@@ -22,12 +22,13 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
+from ..options import store_key as checked_key
+from ..service._secret import Secret
+from . import open_existing, open_store, shown
 from .journal import Answer
 from .keyed import KeyedStore, fingerprint
-from .options import store_key as checked_key
-from .service._secret import Secret
-from .store import ANY_KEY, Store, open_existing, open_store, shown
+from .protocol import ANY_KEY, Store
 
 __all__ = ["Copied", "copy_answers"]
 

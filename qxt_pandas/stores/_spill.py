@@ -31,15 +31,19 @@ import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from ..errors import StoreUnavailableError
 from ._durable import write_atomically
-from .errors import StoreUnavailableError
 
-if TYPE_CHECKING:
-    from .journal import Answer  # journal's writer spills: no import at run time
 
-__all__ = ["Spiller", "identity", "prune", "spill", "spill_dir", "spill_end", "spilled", "spilled_ends"]
+class Answer(Protocol):
+    """An answer as a spill keeps it: its journal line (journal.Answer; this module imports no store)."""
+
+    def line(self) -> bytes: ...
+
+
+__all__ = ["Answer", "Spiller", "identity", "spill", "spill_dir", "spill_end", "spilled", "spilled_ends"]
 
 _NAME = re.compile(r"(?P<identity>[0-9a-f]{16})-(?P<run>[\w.-]+)\.jsonl")
 _END = re.compile(r"(?P<identity>[0-9a-f]{16})-(?P<run>[\w.-]+)\.end\.json")
@@ -155,31 +159,3 @@ class Spiller:
                                      code=failure.code, hint="")  # fmt: skip
         told.transient, told.spilled, told.unsaved = failure.transient, self.spilled, len(self.unsaved)
         return told
-
-
-def prune(store: str, numbers: Iterable[str], cutoff: float | None) -> int:
-    """Remove from ``store``'s spill files the answers for ``numbers`` and those checked before ``cutoff`` (a
-    forget, a retention); how many. Each file is rewritten aside and renamed over (0600), or removed if empty."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    from .journal import Answer as _Answer
-    from .journal import forgotten, read_journal
-
-    wanted = pa.array(list(numbers), pa.string())
-    removed = 0
-    for _, path in spilled(store):
-        table, _ = read_journal(path, 0)
-        if table is None:
-            continue
-        drop = forgotten(table, wanted, cutoff)
-        gone = int(pc.sum(drop).as_py() or 0)
-        if not gone:
-            continue
-        kept = table.filter(pc.invert(drop))
-        if kept.num_rows:
-            write_atomically(path, b"".join(_Answer(**row).line() for row in kept.to_pylist()), mode=0o600)
-        else:
-            path.unlink(missing_ok=True)
-        removed += gone
-    return removed

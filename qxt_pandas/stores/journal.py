@@ -36,9 +36,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
+from ..errors import CHARGED_UNREADABLE, CheckpointError, StoreUnavailableError
+from ._durable import write_atomically
 from ._locks import open_locked
-from ._spill import Spiller
-from .errors import CHARGED_UNREADABLE, CheckpointError, StoreUnavailableError
+from ._spill import Spiller, spilled
 
 __all__ = [
     "ANSWER_SCHEMA",
@@ -47,6 +48,7 @@ __all__ = [
     "Answer",
     "JournalWriter",
     "answers_table",
+    "prune_spilled",
     "read_journal",
     "unwritable",
 ]
@@ -367,3 +369,25 @@ def warn_once(path: Path, message: str) -> None:
     if (str(path), message) not in _warned:
         _warned.add((str(path), message))
         warnings.warn(message, RuntimeWarning, stacklevel=4)
+
+
+def prune_spilled(store: str, numbers: Iterable[str], cutoff: float | None) -> int:
+    """Remove from ``store``'s spill files the answers for ``numbers`` and those checked before ``cutoff`` (a
+    forget, a retention); how many. Each file is rewritten aside and renamed over (0600), or removed if empty."""
+    wanted = pa.array(list(numbers), pa.string())
+    removed = 0
+    for _, path in spilled(store):
+        table, _ = read_journal(path, 0)
+        if table is None:
+            continue
+        drop = forgotten(table, wanted, cutoff)
+        gone = int(pc.sum(drop).as_py() or 0)
+        if not gone:
+            continue
+        kept = table.filter(pc.invert(drop))
+        if kept.num_rows:
+            write_atomically(path, b"".join(Answer(**row).line() for row in kept.to_pylist()), mode=0o600)
+        else:
+            path.unlink(missing_ok=True)
+        removed += gone
+    return removed

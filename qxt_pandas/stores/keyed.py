@@ -27,8 +27,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..service._secret import Secret
 from .journal import Answer
-from .service._secret import Secret
 
 __all__ = ["KeyedStore", "fingerprint", "hashed"]
 
@@ -57,7 +57,8 @@ def hashed(key: Secret) -> Callable[[str], str]:
 
 
 class KeyedStore:
-    """A store (the :class:`~qxt_pandas.store.Store` protocol) whose numbers are keyed hashes; callers see numbers."""
+    """A store (the :class:`~qxt_pandas.stores.protocol.Store` protocol) whose numbers are keyed hashes; callers
+    see numbers."""
 
     def __init__(self, inner: Any, key: Secret) -> None:
         self.inner = inner
