@@ -124,9 +124,10 @@ def main() -> None:
             work.mkdir()
             pd.DataFrame({"m": shared}).to_csv(work / "in.csv", index=False)
             env = {**os.environ, "QXT_APIKEY": DEMO_APIKEY}
-            procs.append(subprocess.Popen([sys.executable, "-m", "qxt_pandas.cli", "check", "in.csv", "--column", "m",
-                                           "--output", "out.csv", "--checkpoint", f"{base}&schema=shared",
-                                           "--base-url", url, "--progress", "off"], cwd=work, env=env))  # fmt: skip
+            procs.append(subprocess.Popen([sys.executable, "-m", "qxt_pandas.command.cli", "check", "in.csv",
+                                           "--column", "m", "--output", "out.csv", "--checkpoint",
+                                           f"{base}&schema=shared", "--base-url", url, "--progress", "off"],
+                                          cwd=work, env=env))  # fmt: skip
         codes = [p.wait() for p in procs]
         twice = sum(n - 1 for n in sim.ledger.paid(DEMO_APIKEY).values())
         print(f"2. two processes, 5,000 numbers, only the database shared: exit {codes}, paid twice {twice} (target 0)")

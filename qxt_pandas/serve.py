@@ -51,7 +51,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from .files import InputError, guess_column, open_source
+from .command.files import InputError, guess_column, open_source
 from .labels import chinese, label, ordered
 from .masking import mask_text
 from .money import cost, yuan
@@ -234,7 +234,7 @@ class Console:
     def plan(self, job: Job, column: str | None = None, sheet: str | None = None) -> None:
         """The free plan for ``job`` (the column guessed when none is named; a workbook's ``sheet``, else the one
         chosen before, else its first): rows, invalid, to pay, balance."""
-        from .stream import plan_file
+        from .command.stream import plan_file
 
         if sheet and sheet != job.sheet:
             job.column = None  # another sheet: its own columns, its own guess
@@ -308,8 +308,9 @@ class Console:
             # downloads carry the user's name. --column=NAME: a column named "-phone" is a name, not an option.
             # CSV for the spreadsheet users the console serves: a BOM, formulas defused (a Status "=HYPERLINK").
             output = out / f"checked{'.csv' if job.suffix == '.tsv' else job.suffix}"
-            args = [sys.executable, "-m", "qxt_pandas.cli", "check", str(self.input(job)), f"--column={job.column}",
-                    "--output", str(output), "--split", "--checkpoint", self.checkpoint, "--progress", "json",
+            args = [sys.executable, "-m", "qxt_pandas.command.cli", "check", str(self.input(job)),
+                    f"--column={job.column}", "--output", str(output), "--split", "--checkpoint", self.checkpoint,
+                    "--progress", "json",
                     *(["--excel-friendly"] if output.suffix == ".csv" else []),
                     *([f"--sheet={job.sheet}"] if job.sheet else [])]  # fmt: skip
             if self.base_url:
@@ -464,7 +465,7 @@ def _planned(plan: Plan) -> dict[str, Any]:
 
 def _as_workbook(output: Path, excel: Path) -> bool:
     """``output`` also as an Excel workbook (numbers kept as text), when it fits in one sheet."""
-    from .outputs import AtomicWriter
+    from .command.outputs import AtomicWriter
 
     source = open_source(output)
     if source.kind == "csv" and output.stat().st_size > 200 * 2**20:  # not worth it, and likely over Excel's rows

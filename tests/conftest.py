@@ -24,6 +24,8 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 #: A distinctive key: any test that finds this string in output has found a leak.
 SECRET = "SeCrEt-QXT-key-4242-never-shown!"
+#: The command as a child process runs it (what the ``qxt`` script runs, without the entry point's shim).
+QXT = [sys.executable, "-m", "qxt_pandas.command.cli"]
 POSTPAID_KEY = "postpaid-key-000000000000000000P"
 EMPTY_KEY = "empty-prepaid-key-00000000000000"
 FENCED_KEY = "ip-fenced-key-000000000000000000"
@@ -40,7 +42,7 @@ def qxt(*args: object, key: str | None = SECRET, timeout: float = 120, env_extra
     env = {k: v for k, v in os.environ.items() if k not in ("QXT_APIKEY", "QXT_BASE_URL")} | (env_extra or {})
     if key is not None:
         env["QXT_APIKEY"] = key
-    result = subprocess.run([sys.executable, "-m", "qxt_pandas.cli", *map(str, args)], env=env,
+    result = subprocess.run([*QXT, *map(str, args)], env=env,
                             capture_output=True, text=True, timeout=timeout, **popen)  # fmt: skip
     for key_like in (SECRET, FENCED_KEY):
         assert key_like not in result.stdout + result.stderr  # the key is in no output, ever

@@ -18,12 +18,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import SECRET, make_simulator, qxt, wait_for
+from conftest import QXT, SECRET, make_simulator, qxt, wait_for
 from test_cli_failures import MOBILES, check, export
 
 import qxt_pandas
 from qxt_pandas import errors as E
-from qxt_pandas.outputs import AtomicWriter, SplitWriter, Targets
+from qxt_pandas.command.outputs import AtomicWriter, SplitWriter, Targets
 from qxt_pandas.results import OUTPUT_TYPES
 from qxt_pandas.simulator import serve
 from qxt_pandas.stores.directory.store import Checkpoint
@@ -244,7 +244,7 @@ def _started(tmp_path, url: str, *more: object) -> tuple[subprocess.Popen, Path]
     env = {**os.environ, "QXT_APIKEY": KEY}
     args = ["check", source, "--column", "mobile", "--output", tmp_path / "out.parquet", "--checkpoint",
             tmp_path / "c.qxt", "--base-url", url, "--progress", "log", *more]  # fmt: skip
-    child = subprocess.Popen([sys.executable, "-m", "qxt_pandas.cli", *map(str, args)], env=env,
+    child = subprocess.Popen([*QXT, *map(str, args)], env=env,
                              stderr=subprocess.PIPE, text=True)  # fmt: skip
     return child, source
 

@@ -11,7 +11,7 @@ import time
 
 import pandas as pd
 import pytest
-from conftest import FENCED_KEY, SAMPLE, SECRET, make_simulator, qxt
+from conftest import FENCED_KEY, QXT, SAMPLE, SECRET, make_simulator, qxt
 
 from qxt_pandas.simulator import SimulatorTransport, serve
 
@@ -148,7 +148,7 @@ def test_an_interrupted_run_leaves_a_resumable_checkpoint_and_no_output(tmp_path
     out, checkpoint = tmp_path / "o.parquet", tmp_path / "ck.qxt"
     env = {**os.environ, "QXT_APIKEY": SECRET}
     with serve(sim) as url:
-        args = [sys.executable, "-m", "qxt_pandas.cli", "check", str(SAMPLE), "--column", "mobile", "--output",
+        args = [*QXT, "check", str(SAMPLE), "--column", "mobile", "--output",
                 str(out), "--base-url", url, "--checkpoint", str(checkpoint), "--concurrency", "8"]  # fmt: skip
         child = subprocess.Popen(args, env=env, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 60
@@ -186,7 +186,7 @@ def test_python_dash_m_is_the_same_command():
 
 
 def test_simulate_serves_until_stopped():
-    child = subprocess.Popen([sys.executable, "-m", "qxt_pandas.cli", "simulate", "--port", "0", "--latency", "0"],
+    child = subprocess.Popen([*QXT, "simulate", "--port", "0", "--latency", "0"],
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # fmt: skip
     try:
         url = child.stdout.readline().split()[-1]

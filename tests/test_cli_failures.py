@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import SECRET, make_simulator, qxt, read_only, wait_for
+from conftest import QXT, SECRET, make_simulator, qxt, read_only, wait_for
 
 from qxt_pandas.simulator import Faults, serve
 
@@ -126,7 +125,7 @@ def test_an_input_that_changes_while_it_is_checked_is_refused_and_resumes_for_fr
     source = export(tmp_path / "in.csv", rows=400)
     env = {**os.environ, "QXT_APIKEY": SECRET}
     with serve(sim) as url:
-        child = subprocess.Popen([sys.executable, "-m", "qxt_pandas.cli", "check", str(source), "--column", "mobile",
+        child = subprocess.Popen([*QXT, "check", str(source), "--column", "mobile",
                                   "--output", str(tmp_path / "out.csv"), "--base-url", url, "--concurrency", "2"],
                                  env=env, stderr=subprocess.PIPE, text=True)  # fmt: skip
         assert wait_for(lambda: len(sim.ledger) >= 2 or child.poll() is not None)
@@ -150,7 +149,7 @@ def test_an_interrupt_while_the_output_is_written_stops_at_once(tmp_path, servic
     pd.DataFrame({"mobile": (MOBILES * (rows // len(MOBILES)))}).to_csv(tmp_path / "in.csv", index=False)
     env = {**os.environ, "QXT_APIKEY": SECRET}
     out = tmp_path / "out.parquet"
-    child = subprocess.Popen([sys.executable, "-m", "qxt_pandas.cli", "check", str(tmp_path / "in.csv"), "--column",
+    child = subprocess.Popen([*QXT, "check", str(tmp_path / "in.csv"), "--column",
                               "mobile", "--output", str(out), "--base-url", url], env=env, stderr=subprocess.PIPE,
                              text=True)  # fmt: skip
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import SECRET, rich, stored, wait_for
+from conftest import QXT, SECRET, rich, stored, wait_for
 from test_faults import spilled, twice
 
 from qxt_pandas.simulator import serve
@@ -50,7 +50,7 @@ def start(tmp_path: Path, source: Path, store: str, url: str, *more: object, env
     environ = {**os.environ, "QXT_APIKEY": SECRET, "QXT_SPILL_DIR": str(tmp_path / "spill"), **(env or {})}
     args = ["check", source, "--column", "m", "--output", tmp_path / out, "--checkpoint", store, "--base-url", url,
             "--progress", "log", *more]  # fmt: skip
-    return subprocess.Popen([sys.executable, "-m", "qxt_pandas.cli", *map(str, args)], env=environ, stderr=stderr,
+    return subprocess.Popen([*QXT, *map(str, args)], env=environ, stderr=stderr,
                             text=True)  # fmt: skip
 
 
@@ -185,7 +185,7 @@ def test_a_stopped_server_stops_its_runs_once_and_within_30_s(tmp_path, stop):
     env = {**os.environ, "QXT_APIKEY": SECRET, "QXT_SERVE_TOKEN": "t" * 32}
     with serve(sim) as url:
         # a terminal: the server leads a process group that the terminal's Ctrl-C reaches whole
-        server = subprocess.Popen([sys.executable, "-m", "qxt_pandas.cli", "serve", "--port", "0", "--base-url", url,
+        server = subprocess.Popen([*QXT, "serve", "--port", "0", "--base-url", url,
                                    "--data-dir", str(tmp_path / "serve"), "--checkpoint", store], env=env,
                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                                   start_new_session=True)  # fmt: skip

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import SAMPLE, SECRET, qxt, rich, stored, wait_for
+from conftest import QXT, SAMPLE, SECRET, qxt, rich, stored, wait_for
 
 from qxt_pandas.simulator import serve
 
@@ -121,7 +121,7 @@ def test_the_simulator_with_stdout_closed_runs_to_the_end(tmp_path):
         [
             sys.executable,
             "-m",
-            "qxt_pandas.cli",
+            "qxt_pandas.command.cli",
             "check",
             str(SAMPLE),
             "--column",
@@ -151,7 +151,7 @@ def test_another_users_checkpoint_is_exit_2_before_anything_is_paid():
     sim = rich()
     with serve(sim) as url:
         child = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
-                                "qxt_pandas.cli", "check", str(source), "--column", "mobile", "--output",
+                                "qxt_pandas.command.cli", "check", str(source), "--column", "mobile", "--output",
                                 str(tmp_path / "o.csv"), "--checkpoint", str(theirs), "--base-url", url],
                                env={**os.environ, "QXT_APIKEY": SECRET, "HOME": str(tmp_path)}, capture_output=True,
                                text=True, timeout=120)  # fmt: skip
@@ -224,7 +224,7 @@ def test_a_vendor_that_goes_away_ends_the_run_after_patience_naming_the_refused_
     sim = rich(latency=0.02)
     source = _numbers(tmp_path, 3000)
     with serve(sim) as url:
-        child = subprocess.Popen([sys.executable, "-m", "qxt_pandas.cli", "check", str(source), "--column", "mobile",
+        child = subprocess.Popen([*QXT, "check", str(source), "--column", "mobile",
                                   "--output", str(tmp_path / "o.csv"), "--base-url", url, "--progress", "log",
                                   "--patience", "3", "--concurrency", "8", "--retries", "1"],
                                  env={**os.environ, "QXT_APIKEY": SECRET, "QXT_LOG_EVERY": "1"},

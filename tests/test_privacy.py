@@ -6,13 +6,12 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import SECRET, make_simulator, qxt, wait_for
+from conftest import QXT, SECRET, make_simulator, qxt, wait_for
 
 import qxt_pandas
 from qxt_pandas import errors as E
@@ -116,7 +115,7 @@ def test_a_keyed_store_killed_mid_run_still_reveals_nothing(tmp_path):
     args = ["check", tmp_path / "in.csv", "--column", "m", "--output", tmp_path / "out.csv", "--checkpoint",
             tmp_path / "c.qxt", "--store-key-file", tmp_path / "key", "--progress", "off"]  # fmt: skip
     with serve(sim) as url:
-        child = subprocess.Popen([sys.executable, "-m", "qxt_pandas.cli", *map(str, args), "--base-url", url],
+        child = subprocess.Popen([*QXT, *map(str, args), "--base-url", url],
                                  env={**os.environ, "QXT_APIKEY": SECRET}, stderr=subprocess.DEVNULL)  # fmt: skip
         assert wait_for(lambda: len(sim.ledger) >= 200, timeout=60)
         child.send_signal(signal.SIGKILL)

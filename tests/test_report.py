@@ -16,7 +16,7 @@ import pytest
 from conftest import POSTPAID_KEY, SAMPLE, SECRET, make_simulator, qxt, wait_for
 
 import qxt_pandas
-from qxt_pandas import outputs
+from qxt_pandas.command import outputs
 from qxt_pandas.errors import CheckpointError
 from qxt_pandas.results import NO_STATUS
 from qxt_pandas.simulator import Faults, SimulatorTransport, serve

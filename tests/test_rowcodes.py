@@ -1,4 +1,4 @@
-"""Pass 1's row codes (qxt_pandas/_rowcodes.py): the same codes as encoding the whole column at once,
+"""Pass 1's row codes (qxt_pandas/command/_rowcodes.py): the same codes as encoding the whole column at once,
 whatever the batches, and kept on disk, not in memory."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pyarrow.compute as pc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qxt_pandas._rowcodes import RowCodes
+from qxt_pandas.command._rowcodes import RowCodes
 from qxt_pandas.numbers import normalized, number_codes
 
 SPELLINGS = ["13800138000", "+86 13800138000", "139-1234-5678", "13912345678", "无", "", None, "0755-26012345",

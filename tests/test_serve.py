@@ -10,7 +10,6 @@ import contextlib
 import io
 import os
 import subprocess
-import sys
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
-from conftest import SAMPLE, SECRET, make_simulator, qxt, wait_for
+from conftest import QXT, SAMPLE, SECRET, make_simulator, qxt, wait_for
 
 from qxt_pandas.simulator import _answers, serve
 
@@ -42,7 +41,7 @@ def console(tmp_path: Path, url: str, *more: str) -> Iterator[Console]:
     data = tmp_path / "serve"
     env = {**os.environ, "QXT_APIKEY": SECRET}
     env.pop("QXT_SERVE_TOKEN", None)
-    proc = subprocess.Popen([sys.executable, "-m", "qxt_pandas.cli", "serve", "--port", "0", "--base-url", url,
+    proc = subprocess.Popen([*QXT, "serve", "--port", "0", "--base-url", url,
                              "--data-dir", str(data), *more], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:

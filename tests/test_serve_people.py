@@ -16,7 +16,7 @@ import pytest
 from conftest import SAMPLE, SECRET, qxt
 from test_serve import console, rich, run_to_end, upload
 
-from qxt_pandas.files import guess_column, open_source
+from qxt_pandas.command.files import guess_column, open_source
 from qxt_pandas.labels import OURS, label
 from qxt_pandas.money import cost, parse_price, yuan
 from qxt_pandas.pipeline import Plan

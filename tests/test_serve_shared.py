@@ -70,7 +70,16 @@ def test_any_token_value_is_a_401_never_a_500(tmp_path, where):
 
 def test_a_token_that_cannot_be_typed_or_sent_is_refused_at_start(tmp_path):
     env = {**os.environ, "QXT_APIKEY": SECRET, "QXT_SERVE_TOKEN": "tök-with-an-umlaut-0000"}
-    args = [sys.executable, "-m", "qxt_pandas.cli", "serve", "--port", "0", "--data-dir", str(tmp_path / "serve")]
+    args = [
+        sys.executable,
+        "-m",
+        "qxt_pandas.command.cli",
+        "serve",
+        "--port",
+        "0",
+        "--data-dir",
+        str(tmp_path / "serve"),
+    ]
     started = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
     assert started.returncode == 2 and "QXT_SERVE_TOKEN" in started.stderr
 

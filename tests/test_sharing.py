@@ -15,7 +15,7 @@ import warnings
 
 import pandas as pd
 import pytest
-from conftest import SECRET, make_simulator, qxt, wait_for
+from conftest import QXT, SECRET, make_simulator, qxt, wait_for
 
 import qxt_pandas
 from qxt_pandas import errors as E
@@ -55,7 +55,7 @@ def test_two_commands_at_once_on_one_checkpoint_pay_each_number_once(tmp_path, b
     env = {**os.environ, "QXT_APIKEY": SECRET}
     with serve(busy_sim) as url:
         runs = [
-            subprocess.Popen([sys.executable, "-m", "qxt_pandas.cli", "check", "in.csv", "--column", "mobile",
+            subprocess.Popen([*QXT, "check", "in.csv", "--column", "mobile",
                               "--output", f"out{k}.parquet", "--checkpoint", "shared.qxt", "--base-url", url,
                               "--concurrency", "16"], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
             for k in (1, 2)

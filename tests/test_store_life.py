@@ -11,7 +11,7 @@ import unicodedata
 import pandas as pd
 import pyarrow as pa
 import pytest
-from conftest import SAMPLE, SECRET, qxt, rich, stored
+from conftest import QXT, SAMPLE, SECRET, qxt, rich, stored
 from hypothesis import given
 from hypothesis import strategies as st
 from test_numbers import formatted, valid_numbers
@@ -238,7 +238,6 @@ def test_copy_hashes_plain_into_keyed_and_keyed_needs_its_own_key(tmp_path):
 def test_forget_while_a_run_in_another_process_asks_those_numbers_leaves_none_of_them(store, tmp_path):
     import os
     import subprocess
-    import sys
 
     from conftest import wait_for
 
@@ -248,7 +247,7 @@ def test_forget_while_a_run_in_another_process_asks_those_numbers_leaves_none_of
     (tmp_path / "gone.txt").write_text("\n".join(numbers) + "\n")
     env = {**os.environ, "QXT_APIKEY": SECRET}
     with serve(sim) as url:
-        run = subprocess.Popen([sys.executable, "-m", "qxt_pandas.cli", "check", tmp_path / "in.csv", "--column", "m",
+        run = subprocess.Popen([*QXT, "check", tmp_path / "in.csv", "--column", "m",
                                 "--output", tmp_path / "out.csv", "--checkpoint", store, "--base-url", url,
                                 "--concurrency", "8", "--progress", "off"], env=env)  # fmt: skip
         try:

@@ -12,12 +12,11 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pandas as pd
 import pytest
-from conftest import SECRET, make_simulator, qxt, wait_for
+from conftest import QXT, SECRET, make_simulator, qxt, wait_for
 
 import qxt_pandas
 from qxt_pandas import errors as E
@@ -123,7 +122,7 @@ def test_kill_9_re_pays_at_most_what_was_in_flight(store, tmp_path):
             store, "--concurrency", "16", "--progress", "off"]  # fmt: skip
     env = {**os.environ, "QXT_APIKEY": SECRET}
     with serve(sim) as url:
-        child = subprocess.Popen([sys.executable, "-m", "qxt_pandas.cli", *map(str, args), "--base-url", url],
+        child = subprocess.Popen([*QXT, *map(str, args), "--base-url", url],
                                  env=env, stderr=subprocess.DEVNULL)  # fmt: skip
         assert wait_for(lambda: len(sim.ledger) >= 300, timeout=60)
         child.send_signal(signal.SIGKILL)
@@ -146,7 +145,7 @@ def test_two_machines_sharing_only_the_database_pay_each_number_once(postgres, t
             work.mkdir()
             pd.DataFrame({"m": numbers}).to_csv(work / "in.csv", index=False)
             env = {**os.environ, "QXT_APIKEY": SECRET, "QXT_SPILL_DIR": str(work / "spill")}
-            procs.append(subprocess.Popen([sys.executable, "-m", "qxt_pandas.cli", "check", "in.csv", "--column", "m",
+            procs.append(subprocess.Popen([*QXT, "check", "in.csv", "--column", "m",
                                            "--output", "out.csv", "--checkpoint", postgres, "--base-url", url,
                                            "--progress", "off"], cwd=work, env=env, stderr=subprocess.PIPE,
                                           text=True))  # fmt: skip

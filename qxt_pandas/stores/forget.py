@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..command.files import guess_column, open_source
 from ..errors import ConfigurationError
-from ..files import guess_column, open_source
 from ..numbers import normalize_mobiles
 from ..options import parse_age
 from ..options import store_key as checked_key

@@ -6,7 +6,7 @@ one encoding (a single GBK line in a UTF-8 file is an error naming the line,
 never a silent re-decoding of every name), and the header must name each
 column once. Every CSV column is read as text: a reader that turns
 ``13972565391`` into a float is how digits get lost. (Writing results is
-:mod:`~qxt_pandas.outputs`'s job.)
+:mod:`~qxt_pandas.command.outputs`'s job.)
 
 Example::
 
@@ -34,9 +34,9 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from .errors import ConfigurationError
-from .numbers import normalize_mobiles
-from .results import text_series
+from ..errors import ConfigurationError
+from ..numbers import normalize_mobiles
+from ..results import text_series
 
 __all__ = ["InputError", "Source", "check_encoding", "guess_column", "open_source"]
 

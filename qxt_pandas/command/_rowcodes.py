@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .numbers import spread
+from ..numbers import spread
 
 __all__ = ["RowCodes", "spill_dir"]
 

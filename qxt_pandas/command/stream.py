@@ -27,17 +27,17 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from .._sync import run_sync
+from ..masked import masked_column
+from ..money import cost, yuan
+from ..numbers import normalized
+from ..pipeline import CheckOptions, Plan, Prepared, outcome, preflight, prepare, query, stopped_error
+from ..results import OUTPUT_TYPES, RESULT_COLUMNS, RESULT_DTYPES, Results, text_series
+from ..service.engine import EngineResult
+from ..service.protocol import Balance
 from ._rowcodes import RowCodes, spill_dir
-from ._sync import run_sync
 from .files import InputError, Source
-from .masked import masked_column
-from .money import cost, yuan
-from .numbers import normalized
 from .outputs import AtomicWriter, SplitWriter, Targets, publish
-from .pipeline import CheckOptions, Plan, Prepared, outcome, preflight, prepare, query, stopped_error
-from .results import OUTPUT_TYPES, RESULT_COLUMNS, RESULT_DTYPES, Results, text_series
-from .service.engine import EngineResult
-from .service.protocol import Balance
 
 __all__ = ["Summary", "check_file", "output_schema", "plan_file"]
 
