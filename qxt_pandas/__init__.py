@@ -13,7 +13,7 @@ from .errors import *  # noqa: F403 (the exception tree; its names are errors.__
 from .numbers import normalize_mobiles
 from .options import CheckOptions
 from .pipeline import Plan
-from .report import Report, report
+from .reports.report import Report, report
 from .service.client import AsyncClient, Client
 from .service.protocol import Balance, PhoneStatus
 from .stores.copy import Copied, copy_answers

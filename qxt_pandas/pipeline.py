@@ -26,7 +26,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ._sync import Interrupted, draining
-from .charts import FONT_STACK, table_html
 from .errors import (
     CHARGED_UNREADABLE,
     ColumnConflictError,
@@ -41,6 +40,7 @@ from .masking import numbers_shown
 from .money import cost, yuan
 from .numbers import number_codes, positions
 from .options import CheckOptions, with_options
+from .reports.charts import FONT_STACK, table_html
 from .results import RESULT_COLUMNS, Failure, Results
 from .service.client import AsyncClient, resolve_base_url
 from .service.engine import EngineResult, Progress, query_numbers

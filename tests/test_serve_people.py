@@ -17,9 +17,9 @@ from conftest import SAMPLE, SECRET, qxt
 from test_serve import console, rich, run_to_end, upload
 
 from qxt_pandas.command.files import guess_column, open_source
-from qxt_pandas.labels import OURS, label
 from qxt_pandas.money import cost, parse_price, yuan
 from qxt_pandas.pipeline import Plan
+from qxt_pandas.reports.labels import OURS, label
 from qxt_pandas.simulator import SimulatorTransport, serve
 
 pytest.importorskip("starlette")

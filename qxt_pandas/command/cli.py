@@ -32,7 +32,7 @@ from ..masking import mask_text, numbers_shown
 from ..money import parse_price, price_from_env
 from ..options import CheckOptions, parse_age
 from ..pipeline import read_balance
-from ..report import report
+from ..reports.report import report
 from ..service._secret import Secret
 from ..service.concurrency import AUTO, MAX_CONCURRENCY
 from ..service.engine import DEFAULT_PATIENCE
@@ -311,7 +311,7 @@ def _outcome(run: _Run) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     try:
-        from ..serve import parse_size, serve_forever
+        from ..console.app import parse_size, serve_forever
     except ImportError:
         _say("qxt serve needs the serve extra: pip install 'qxt-pandas[serve]'")
         return EXIT_USAGE

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from .results import NO_STATUS
+from ..results import NO_STATUS
 
 __all__ = ["OURS", "STATUSES", "chinese", "label", "ordered"]
 

@@ -31,13 +31,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..errors import CHARGED_UNREADABLE
+from ..money import cost, parse_price, yuan
+from ..results import LOCAL_INVALID, NO_STATUS, outcomes
+from ..stores import open_existing
+from ..stores.tallies import tally
 from .charts import FONT_STACK, bars, table_html, top_with_others
-from .errors import CHARGED_UNREADABLE
 from .labels import label, ordered
-from .money import cost, parse_price, yuan
-from .results import LOCAL_INVALID, NO_STATUS, outcomes
-from .stores import open_existing
-from .stores.tallies import tally
 
 __all__ = ["Report", "read_checked", "report"]
 

@@ -2,7 +2,7 @@
 
 Upload a CSV/TSV/xlsx/Parquet export, see the plan (free), run, watch, stop, download the
 checked file, the split files as one zip and the HTML report. The page is plain HTML and a
-small script (``qxt_pandas/_page/``), served by this Starlette app; the page uses the same JSON
+small script (``qxt_pandas/console/_page/``), served by this Starlette app; the page uses the same JSON
 API scripts and tests use:
 
     POST /api/jobs                  multipart ``file`` (and ``column``): {"id", "plan", ...}, nothing paid
@@ -51,14 +51,14 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from .command.files import InputError, guess_column, open_source
-from .labels import chinese, label, ordered
-from .masking import mask_text
-from .money import cost, yuan
-from .options import with_options
-from .pipeline import Plan
-from .report import Report, report
-from .stores import open_existing, shown
+from ..command.files import InputError, guess_column, open_source
+from ..masking import mask_text
+from ..money import cost, yuan
+from ..options import with_options
+from ..pipeline import Plan
+from ..reports.labels import chinese, label, ordered
+from ..reports.report import Report, report
+from ..stores import open_existing, shown
 
 __all__ = ["Console", "create_app"]
 
@@ -234,7 +234,7 @@ class Console:
     def plan(self, job: Job, column: str | None = None, sheet: str | None = None) -> None:
         """The free plan for ``job`` (the column guessed when none is named; a workbook's ``sheet``, else the one
         chosen before, else its first): rows, invalid, to pay, balance."""
-        from .command.stream import plan_file
+        from ..command.stream import plan_file
 
         if sheet and sheet != job.sheet:
             job.column = None  # another sheet: its own columns, its own guess
@@ -465,7 +465,7 @@ def _planned(plan: Plan) -> dict[str, Any]:
 
 def _as_workbook(output: Path, excel: Path) -> bool:
     """``output`` also as an Excel workbook (numbers kept as text), when it fits in one sheet."""
-    from .command.outputs import AtomicWriter
+    from ..command.outputs import AtomicWriter
 
     source = open_source(output)
     if source.kind == "csv" and output.stat().st_size > 200 * 2**20:  # not worth it, and likely over Excel's rows
@@ -762,7 +762,7 @@ when it started. Typed here, it is kept in a cookie for this console, and in no 
 
 @contextlib.contextmanager
 def _simulated() -> Iterator[tuple[str, dict[str, str]]]:
-    from .simulator import DEMO_APIKEY, Simulator, serve
+    from ..simulator import DEMO_APIKEY, Simulator, serve
 
     with serve(Simulator(latency=0.05)) as url:
         yield url, {**os.environ, "QXT_APIKEY": DEMO_APIKEY}
