@@ -23,7 +23,7 @@ def main() -> int:
     """Run ``qxt`` with a stop during start-up or shutdown turned into its documented exit code."""
     for sig in _STOPS:
         signal.signal(sig, _note)
-    from qxt_pandas.command.cli import main as run  # the slow part
+    from qxt_pandas.cli import main as run  # the slow part
 
     code = run(stopped_early=_caught)
     for sig in _STOPS:  # finished: the exit code is decided, and a late stop must not change it. Ignored, not

@@ -23,7 +23,7 @@ def command_peak(*args: str) -> tuple[float, float]:
     """(seconds, peak MiB) of ``qxt ARGS`` in a child process; its own peak (``wait4``), not the largest of all
     children, and its output discarded."""
     started = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-m", "qxt_pandas.command.cli", *args], stdout=subprocess.DEVNULL)
+    child = subprocess.Popen([sys.executable, "-m", "qxt_pandas.cli", *args], stdout=subprocess.DEVNULL)
     _, status, usage = os.wait4(child.pid, 0)
     code = os.waitstatus_to_exitcode(status)
     assert code == 0, f"qxt {args[0]} exited {code}"

@@ -54,7 +54,7 @@ def _lock_waits(location: str, until: Path) -> list[float]:
                 waits.append(time.perf_counter() - started)
                 time.sleep(0.005)
         return waits
-    from qxt_pandas.stores._locks import lock
+    from qxt_pandas.system.locks import lock
 
     while not until.exists():
         started = time.perf_counter()

@@ -57,7 +57,7 @@ if sys.argv[2] == 'code':
 else:
     import runpy
     sys.argv = ['qxt', *sys.argv[3:]]
-    runpy.run_module('qxt_pandas.command.cli', run_name='__main__')
+    runpy.run_module('qxt_pandas.cli', run_name='__main__')
 """
 
 

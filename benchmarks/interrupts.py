@@ -30,7 +30,7 @@ from qxt_pandas.stores.directory.store import Checkpoint
 
 def qxt(*args: object) -> subprocess.Popen:
     env = {**os.environ, "QXT_APIKEY": DEMO_APIKEY}
-    return subprocess.Popen([sys.executable, "-m", "qxt_pandas.command.cli", *map(str, args)], env=env,
+    return subprocess.Popen([sys.executable, "-m", "qxt_pandas.cli", *map(str, args)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
 
 

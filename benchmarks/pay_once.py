@@ -52,7 +52,7 @@ print(worst, short)
 
 def qxt(*args: object, cwd: Path) -> subprocess.Popen:
     env = {**os.environ, "QXT_APIKEY": DEMO_APIKEY}
-    return subprocess.Popen([sys.executable, "-m", "qxt_pandas.command.cli", *map(str, args)], env=env, cwd=cwd,
+    return subprocess.Popen([sys.executable, "-m", "qxt_pandas.cli", *map(str, args)], env=env, cwd=cwd,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
 
 

@@ -45,7 +45,7 @@ def main() -> None:
             stores = {"directory": str(directory)}
             if uri is not None:
                 stores["postgresql"] = f"{uri}&schema=report_{count}"
-                subprocess.run([sys.executable, "-m", "qxt_pandas.command.cli", "copy", str(directory),
+                subprocess.run([sys.executable, "-m", "qxt_pandas.cli", "copy", str(directory),
                                 stores["postgresql"]], check=True, stdout=subprocess.DEVNULL)  # fmt: skip
             for kind, store in stores.items():
                 seconds, peak = command_peak("report", store)

@@ -124,7 +124,7 @@ def main() -> None:
             work.mkdir()
             pd.DataFrame({"m": shared}).to_csv(work / "in.csv", index=False)
             env = {**os.environ, "QXT_APIKEY": DEMO_APIKEY}
-            procs.append(subprocess.Popen([sys.executable, "-m", "qxt_pandas.command.cli", "check", "in.csv",
+            procs.append(subprocess.Popen([sys.executable, "-m", "qxt_pandas.cli", "check", "in.csv",
                                            "--column", "m", "--output", "out.csv", "--checkpoint",
                                            f"{base}&schema=shared", "--base-url", url, "--progress", "off"],
                                           cwd=work, env=env))  # fmt: skip

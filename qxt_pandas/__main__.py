@@ -1,5 +1,5 @@
 """``python -m qxt_pandas``: the ``qxt`` command, for where its script is not on PATH."""
 
-from .command.cli import exit_with, main
+from .cli import exit_with, main
 
 exit_with(main())

@@ -18,11 +18,11 @@ import pandas as pd
 import pyarrow as pa
 
 from . import pipeline
-from ._sync import run_sync
 from .masked import masked_series
 from .pipeline import Plan
 from .results import outcomes
 from .service._secret import hide_key
+from .system.sync import run_sync
 
 __all__ = ["DataFrameAccessor", "SeriesAccessor"]
 

@@ -43,7 +43,7 @@ from .errors import ColumnConflictError, ConfigurationError
 from .partitions import answers_frame, distinct_numbers, merge_results, query_numbers
 from .results import RESULT_COLUMNS, build_columns
 from .service._secret import hide_key
-from .stores.directory.store import answers_table
+from .service.answers import answers_table
 
 __all__ = ["DaskAccessor"]
 

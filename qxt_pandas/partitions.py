@@ -23,11 +23,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import pipeline
-from ._sync import run_sync
 from .numbers import number_codes
 from .options import CheckOptions
 from .results import RESULT_COLUMNS, Failure, Results, text_series
-from .stores.journal import ANSWER_SCHEMA
+from .service.answers import ANSWER_SCHEMA
+from .system.sync import run_sync
 
 __all__ = [
     "ANSWERS_SCHEMA",

@@ -25,7 +25,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._sync import Interrupted, draining
 from .errors import (
     CHARGED_UNREADABLE,
     ColumnConflictError,
@@ -42,14 +41,15 @@ from .numbers import number_codes, positions
 from .options import CheckOptions, with_options
 from .reports.charts import FONT_STACK, table_html
 from .results import RESULT_COLUMNS, Failure, Results
+from .service.answers import STORED_CODES, Answer, answers_table
 from .service.client import AsyncClient, resolve_base_url
 from .service.engine import EngineResult, Progress, query_numbers
 from .service.protocol import Balance
 from .stores import open_store
-from .stores.directory.claims import Claim
-from .stores.directory.store import STORED_CODES, Answer, answers_table
+from .stores.claim import Claim
 from .stores.protocol import Store
 from .stores.receipts import Receipt
+from .system.sync import Interrupted, draining
 
 __all__ = ["RESULT_COLUMNS", "CheckOptions", "Plan", "acheck", "aplan", "preflight", "query", "with_options"]
 

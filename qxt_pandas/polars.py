@@ -37,11 +37,11 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise ImportError("df.qxt on Polars needs polars: pip install 'qxt-pandas[polars]'") from exc
 
 from . import pipeline
-from ._sync import run_sync
 from .numbers import REASONS
 from .pipeline import Plan
 from .results import RESULT_COLUMNS, Results, outcomes, text_series
 from .service._secret import hide_key
+from .system.sync import run_sync
 
 __all__ = ["PolarsDataFrameNamespace", "PolarsLazyFrameNamespace", "PolarsSeriesNamespace"]
 

@@ -25,7 +25,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 #: A distinctive key: any test that finds this string in output has found a leak.
 SECRET = "SeCrEt-QXT-key-4242-never-shown!"
 #: The command as a child process runs it (what the ``qxt`` script runs, without the entry point's shim).
-QXT = [sys.executable, "-m", "qxt_pandas.command.cli"]
+QXT = [sys.executable, "-m", "qxt_pandas.cli"]
 POSTPAID_KEY = "postpaid-key-000000000000000000P"
 EMPTY_KEY = "empty-prepaid-key-00000000000000"
 FENCED_KEY = "ip-fenced-key-000000000000000000"

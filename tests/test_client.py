@@ -17,8 +17,8 @@ from conftest import EMPTY_KEY, FENCED_KEY, GOOD, POSTPAID_KEY, SECRET
 
 import qxt_pandas
 from qxt_pandas import errors as E
-from qxt_pandas._sync import LoopThread
 from qxt_pandas.simulator import Faults, SimulatorTransport, answer, serve
+from qxt_pandas.system.sync import LoopThread
 
 NO_INFO = next(f"138{i:08d}" for i in range(10**4) if answer(f"138{i:08d}")[0][0] == -4)
 

@@ -6,7 +6,7 @@ import argparse
 import re
 from pathlib import Path
 
-from qxt_pandas.command.cli import EXIT_CODES, _parser
+from qxt_pandas.cli import EXIT_CODES, _parser
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
 

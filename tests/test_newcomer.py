@@ -179,7 +179,7 @@ def test_answers_another_run_gave_count_as_taken_from_the_checkpoint(tmp_path):
         args = [
             sys.executable,
             "-m",
-            "qxt_pandas.command.cli",
+            "qxt_pandas.cli",
             "check",
             str(tmp_path / "in.csv"),
             "--column",

@@ -121,7 +121,7 @@ def test_the_simulator_with_stdout_closed_runs_to_the_end(tmp_path):
         [
             sys.executable,
             "-m",
-            "qxt_pandas.command.cli",
+            "qxt_pandas.cli",
             "check",
             str(SAMPLE),
             "--column",
@@ -151,7 +151,7 @@ def test_another_users_checkpoint_is_exit_2_before_anything_is_paid():
     sim = rich()
     with serve(sim) as url:
         child = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
-                                "qxt_pandas.command.cli", "check", str(source), "--column", "mobile", "--output",
+                                "qxt_pandas.cli", "check", str(source), "--column", "mobile", "--output",
                                 str(tmp_path / "o.csv"), "--checkpoint", str(theirs), "--base-url", url],
                                env={**os.environ, "QXT_APIKEY": SECRET, "HOME": str(tmp_path)}, capture_output=True,
                                text=True, timeout=120)  # fmt: skip

@@ -73,7 +73,7 @@ def test_a_token_that_cannot_be_typed_or_sent_is_refused_at_start(tmp_path):
     args = [
         sys.executable,
         "-m",
-        "qxt_pandas.command.cli",
+        "qxt_pandas.cli",
         "serve",
         "--port",
         "0",

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
@@ -38,7 +39,7 @@ from ..errors import ConfigurationError
 from ..numbers import normalize_mobiles
 from ..results import text_series
 
-__all__ = ["InputError", "Source", "check_encoding", "guess_column", "open_source"]
+__all__ = ["InputError", "Source", "check_encoding", "guess_column", "numbers_in", "open_source"]
 
 # The CSV reader reads ahead several blocks at once, so its block size sets the memory
 # a pass needs (measured on 5M rows: 8 MiB blocks 298 MiB RSS, 1 MiB blocks 204 MiB).
@@ -444,3 +445,37 @@ def guess_column(source: Source) -> str | None:
             filled.append(len(column) - column.null_count)
     best = max(range(len(valid)), key=lambda k: (valid[k], -k))
     return str(source.columns[best]) if valid[best] and valid[best] >= 0.2 * filled[best] else None
+
+
+def numbers_in(path: str | os.PathLike[str], column: str | None = None) -> list[object]:
+    """The values of a file of numbers: one a line (each line whole: ``+86 139 0000 0000`` is one number),
+    or a column of a table (CSV/TSV with a header, xlsx, Parquet): ``column``, else the one that looks
+    most like mobile numbers."""
+    path = Path(path)
+    if column is None and path.suffix.lower() in (".txt", ".csv", ""):
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise InputError(f"Cannot read {path}: {exc.strerror or exc}.") from None
+        text = _decoded(data, path)
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        first = normalize_mobiles(pd.Series(lines[:1], dtype=object))["qxt_mobile"]
+        if not (lines and first.isna().all() and any(sep in lines[0] for sep in ",\t;")):
+            return list(lines)  # one number a line (a header-less list)
+    source = open_source(path)
+    chosen = column if column is not None else guess_column(source)
+    if chosen is None:
+        raise InputError(f"No column of {path} looks like mobile numbers ({', '.join(source.columns)}); "
+                                 "name the one that holds them with --column.")  # fmt: skip
+    if chosen not in source.columns:
+        raise InputError(f"{path} has no column {chosen!r}; its columns are {source.columns}.")
+    return [value for table in source.tables([chosen]) for value in table.column(0).to_pylist()]
+
+
+def _decoded(data: bytes, path: Path) -> str:
+    for encoding in ("utf-8-sig", "gb18030"):
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise InputError(f"Cannot read {path}: it is neither UTF-8 nor GBK text.")

@@ -37,8 +37,8 @@ import pyarrow.parquet as pq
 
 from ..errors import ConfigurationError
 from ..results import DOCUMENTED_STATUSES, RESERVED_OUTCOMES, outcomes
-from ..stores._durable import write_atomically
-from ..stores._locks import held_elsewhere, open_locked
+from ..system.durable import write_atomically
+from ..system.locks import held_elsewhere, open_locked
 
 __all__ = ["EXCEL_ROWS", "AtomicWriter", "OutputError", "SplitWriter", "Targets", "written_by_qxt"]
 

@@ -27,7 +27,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .._sync import run_sync
 from ..masked import masked_column
 from ..money import cost, yuan
 from ..numbers import normalized
@@ -35,6 +34,7 @@ from ..pipeline import CheckOptions, Plan, Prepared, outcome, preflight, prepare
 from ..results import OUTPUT_TYPES, RESULT_COLUMNS, RESULT_DTYPES, Results, text_series
 from ..service.engine import EngineResult
 from ..service.protocol import Balance
+from ..system.sync import run_sync
 from ._rowcodes import RowCodes, spill_dir
 from .files import InputError, Source
 from .outputs import AtomicWriter, SplitWriter, Targets, publish

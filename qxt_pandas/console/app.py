@@ -308,7 +308,7 @@ class Console:
             # downloads carry the user's name. --column=NAME: a column named "-phone" is a name, not an option.
             # CSV for the spreadsheet users the console serves: a BOM, formulas defused (a Status "=HYPERLINK").
             output = out / f"checked{'.csv' if job.suffix == '.tsv' else job.suffix}"
-            args = [sys.executable, "-m", "qxt_pandas.command.cli", "check", str(self.input(job)),
+            args = [sys.executable, "-m", "qxt_pandas.cli", "check", str(self.input(job)),
                     f"--column={job.column}", "--output", str(output), "--split", "--checkpoint", self.checkpoint,
                     "--progress", "json",
                     *(["--excel-friendly"] if output.suffix == ".csv" else []),

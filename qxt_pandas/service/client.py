@@ -31,9 +31,9 @@ from urllib.parse import urlencode
 
 import httpx
 
-from .._sync import LoopThread
 from ..errors import ConnectionFailedError, MissingApiKeyError, QxtError
 from ..masking import mask
+from ..system.sync import LoopThread
 from . import protocol
 from ._awake import awake_timeout
 from ._secret import Secret

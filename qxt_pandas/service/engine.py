@@ -34,9 +34,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .._sync import drainable, draining
 from ..errors import HttpStatusError, NumberError, QxtError, TerminalError
-from ..stores.journal import PAID_CODES, Answer
+from ..system.sync import drainable, draining
+from .answers import PAID_CODES, Answer
 from .client import MAX_BACKOFF, AsyncClient
 from .concurrency import Adaptive, Controller, Fixed
 from .progress import Progress

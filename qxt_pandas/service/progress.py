@@ -27,7 +27,7 @@ from collections.abc import Callable
 from tqdm.auto import tqdm
 
 from ..errors import CHARGED_UNREADABLE
-from ..stores.journal import Answer
+from .answers import Answer
 
 __all__ = ["Progress", "stamp"]
 

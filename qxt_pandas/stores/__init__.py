@@ -18,9 +18,10 @@ from pathlib import Path
 
 from ..errors import CheckpointError
 from ..service._secret import Secret
+from .directory.store import refuse_foreign
 from .protocol import ANY_KEY, DATABASE_SCHEMES, Store
 
-__all__ = ["is_database", "open_existing", "open_store", "shown"]
+__all__ = ["is_database", "open_existing", "open_store", "refuse_foreign", "shown"]
 
 
 def is_database(location: str | os.PathLike[str] | None) -> bool:

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import StoreUnavailableError
-from ._durable import write_atomically
+from ..system.durable import write_atomically
 
 
 class Answer(Protocol):

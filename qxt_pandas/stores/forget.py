@@ -17,12 +17,9 @@ import os
 import time
 from collections.abc import Iterable
 from datetime import timedelta
-from pathlib import Path
 
 import pandas as pd
 
-from ..command.files import guess_column, open_source
-from ..errors import ConfigurationError
 from ..numbers import normalize_mobiles
 from ..options import parse_age
 from ..options import store_key as checked_key
@@ -30,7 +27,7 @@ from ..service._secret import Secret
 from . import open_existing
 from .protocol import ANY_KEY
 
-__all__ = ["Forgotten", "forget", "numbers_in"]
+__all__ = ["Forgotten", "forget"]
 
 _POLL = 0.2  # seconds between looks at the runs a forget waits for
 
@@ -98,37 +95,3 @@ def forget(
     if wanted is not None and age is None:
         removed.not_held = len(wanted) - int(removed)
     return removed
-
-
-def numbers_in(path: str | os.PathLike[str], column: str | None = None) -> list[object]:
-    """The values of a file of numbers: one a line (each line whole: ``+86 139 0000 0000`` is one number),
-    or a column of a table (CSV/TSV with a header, xlsx, Parquet): ``column``, else the one that looks
-    most like mobile numbers."""
-    path = Path(path)
-    if column is None and path.suffix.lower() in (".txt", ".csv", ""):
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise ConfigurationError(f"Cannot read {path}: {exc.strerror or exc}.") from None
-        text = _decoded(data, path)
-        lines = [line.strip() for line in text.splitlines() if line.strip()]
-        first = normalize_mobiles(pd.Series(lines[:1], dtype=object))["qxt_mobile"]
-        if not (lines and first.isna().all() and any(sep in lines[0] for sep in ",\t;")):
-            return list(lines)  # one number a line (a header-less list)
-    source = open_source(path)
-    chosen = column if column is not None else guess_column(source)
-    if chosen is None:
-        raise ConfigurationError(f"No column of {path} looks like mobile numbers ({', '.join(source.columns)}); "
-                                 "name the one that holds them with --column.")  # fmt: skip
-    if chosen not in source.columns:
-        raise ConfigurationError(f"{path} has no column {chosen!r}; its columns are {source.columns}.")
-    return [value for table in source.tables([chosen]) for value in table.column(0).to_pylist()]
-
-
-def _decoded(data: bytes, path: Path) -> str:
-    for encoding in ("utf-8-sig", "gb18030"):
-        try:
-            return data.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    raise ConfigurationError(f"Cannot read {path}: it is neither UTF-8 nor GBK text.")

@@ -15,7 +15,6 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import io
 import json
@@ -26,19 +25,17 @@ import time
 import uuid
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
-from ..errors import CHARGED_UNREADABLE, CheckpointError, StoreUnavailableError
-from ._durable import write_atomically
-from ._locks import open_locked
+from ..errors import CheckpointError, StoreUnavailableError
+from ..service.answers import ANSWER_SCHEMA, PAID_CODES, STORED_CODES, TEXT_FIELDS, Answer, answers_table
+from ..system.durable import write_atomically
+from ..system.locks import open_locked
 from ._spill import Spiller, spilled
 
 __all__ = [
@@ -53,80 +50,10 @@ __all__ = [
     "unwritable",
 ]
 
-#: Codes the vendor charges for: its answers (0), and answers that showed code 0 but could not be read.
-PAID_CODES = frozenset({0, CHARGED_UNREADABLE})
-#: Codes that are answers about the number itself, kept so they are never asked again.
-#: (1 is not: it usually means the request, not the number, was wrong.)
-STORED_CODES = frozenset({0, -2, -3, -4, CHARGED_UNREADABLE})
 #: A journal is fsynced at least this often while answers arrive (the power-loss bound, seconds).
 SYNC_EVERY = 1.0
 
-ANSWER_SCHEMA = pa.schema(
-    [
-        ("mobile", pa.string()),
-        ("code", pa.int16()),
-        ("Status", pa.string()),
-        ("Area", pa.string()),
-        ("Is_MNP", pa.bool_()),
-        ("Init_isp", pa.string()),
-        ("Now_isp", pa.string()),
-        ("reason", pa.string()),
-        ("checked_at", pa.float64()),  # seconds since the epoch, UTC
-    ]
-)
-_KEYS = ANSWER_SCHEMA.names
-_TEXT = ("Status", "Area", "Init_isp", "Now_isp", "reason")
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # NUL, and surrogates that are not half of a pair in UTF-8
 _MOBILE = re.compile(r"[0-9]{11}|[0-9a-f]{32}")  # a number, or its keyed hash (keyed.py)
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """One number's answer as stored: the vendor's fields, its code and reason, and when."""
-
-    mobile: str
-    code: int
-    Status: str | None = None
-    Area: str | None = None
-    Is_MNP: bool | None = None
-    Init_isp: str | None = None
-    Now_isp: str | None = None
-    reason: str | None = None
-    checked_at: float = 0.0
-
-    def line(self) -> bytes:
-        """The journal line: JSON with the keys in schema order (orjson: this runs per answer, 0.2 µs not 3)."""
-        return orjson.dumps(
-            {
-                "mobile": self.mobile,
-                "code": self.code,
-                "Status": self.Status,
-                "Area": self.Area,
-                "Is_MNP": self.Is_MNP,
-                "Init_isp": self.Init_isp,
-                "Now_isp": self.Now_isp,
-                "reason": self.reason,
-                "checked_at": self.checked_at,
-            },
-            option=orjson.OPT_APPEND_NEWLINE,
-        )
-
-    def values(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, k) for k in _KEYS)
-
-    def storable(self) -> Answer:
-        """This answer with text every store can hold: a NUL or a lone surrogate (which PostgreSQL and
-        JSON refuse) becomes U+FFFD, the same in every store, so no answer is ever a reason to pay again."""
-        odd: dict[str, Any] = {k: _UNSTORABLE.sub("\ufffd", t) for k in _TEXT
-                               if (t := getattr(self, k)) and _UNSTORABLE.search(t)}  # fmt: skip
-        return dataclasses.replace(self, **odd) if odd else self
-
-
-def answers_table(answers: Iterable[Answer]) -> pa.Table:
-    """A list of answers as a table in :data:`ANSWER_SCHEMA` (a column at a time: a run's answers can be millions)."""
-    answers = answers if isinstance(answers, list) else list(answers)
-    return pa.table([pa.array([getattr(a, f.name) for a in answers], type=f.type) for f in ANSWER_SCHEMA],
-                    schema=ANSWER_SCHEMA)  # fmt: skip
 
 
 def forgotten(table: pa.Table, numbers: pa.Array, cutoff: float | None) -> pa.Array:
@@ -354,9 +281,9 @@ def _parse_line(line: bytes) -> Answer | None:
         return None
     if not (mnp is None or isinstance(mnp, bool)) or isinstance(at, bool) or not isinstance(at, (int, float)):
         return None
-    if not all(row.get(k) is None or isinstance(row.get(k), str) for k in _TEXT):
+    if not all(row.get(k) is None or isinstance(row.get(k), str) for k in TEXT_FIELDS):
         return None
-    text: dict[str, str | None] = {k: row.get(k) for k in _TEXT}
+    text: dict[str, str | None] = {k: row.get(k) for k in TEXT_FIELDS}
     return Answer(mobile, code, text["Status"], text["Area"], mnp, text["Init_isp"], text["Now_isp"], text["reason"],
                   float(at))  # fmt: skip
 

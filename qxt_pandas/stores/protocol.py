@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 from ..errors import CheckpointError, StoreUnavailableError
-from .journal import Answer
+from ..service.answers import Answer
 
 __all__ = ["ANY_KEY", "DATABASE_SCHEMES", "AnswerWriter", "Claimed", "Store", "check_key", "refuse_other_kind"]
 

@@ -29,13 +29,11 @@ Example::
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -43,16 +41,15 @@ from typing import Any, Protocol
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..._sync import drainable, draining
-from .._locks import alock, held_elsewhere, open_locked
+from ...system.locks import alock, held_elsewhere, open_locked
+from ..claim import Claim
 from ..journal import unwritable
 
-__all__ = ["Claim", "claim_numbers", "claimed_by"]
+__all__ = ["FileClaim", "claim_numbers", "claimed_by"]
 
 
-#: How often a waiting run looks whether the claims it waits for have ended (seconds).
 class Checkpoint(Protocol):
-    """What claims use of their directory store (checkpoint.py's ``Checkpoint``, which imports this module)."""
+    """What claims use of their directory store (store.py's ``Checkpoint``, which imports this module)."""
 
     path: Path
 
@@ -62,37 +59,16 @@ class Checkpoint(Protocol):
     def sweep(self) -> None: ...
 
 
-POLL = 0.2
-#: How often a waiting run says that it still waits, and for whom (seconds).
-SAY_EVERY = 10.0
-
-
 @dataclass
-class Claim:
-    """The outcome of claiming: what this run may ask, what others answered, whom it waits for."""
+class FileClaim(Claim):
+    """A claim held as locked files in the checkpoint: another run's is held while its file is locked."""
 
-    mine: list[str]
-    answered: pa.Table | None = None  # stored by others since this run loaded, for its numbers
-    others: dict[Any, tuple[str, list[str]]] = field(default_factory=dict)  # claim -> (owner, numbers)
     _files: list[tuple[int, Path]] = field(default_factory=list)  # this claim's files, each locked, a batch each
 
-    @property
-    def waiting_for(self) -> list[str]:
-        """The numbers this run needs that other runs are asking."""
-        return [n for _, numbers in self.others.values() for n in numbers]
-
     def held(self, key: Any) -> bool:
-        """Whether the other run's claim ``key`` (here its file) is still held."""
+        """Whether the other run's claim ``key`` (its file) is still held. A claim file's lock lasts as long as
+        its process, suspended or not."""
         return held_elsewhere(key)
-
-    def ready(self, horizon: float) -> bool:
-        """Whether this claim still stands for a request of ``horizon`` s (the engine's Lease). A claim
-        file's lock lasts as long as its process, suspended or not: it always does."""
-        return True
-
-    async def settle(self) -> bool:
-        """Renew the claim (the engine's Lease): nothing to renew here."""
-        return True
 
     def release(self) -> None:
         """End this run's claim (idempotent): the numbers in it are asked, or given up."""
@@ -101,36 +77,8 @@ class Claim:
             path.unlink(missing_ok=True)
             os.close(fd)
 
-    async def wait(self, say: Callable[[str], None], patience: float) -> float | None:
-        """Wait until every claim this run waits for has ended: None; or the seconds waited when
-        ``patience`` ran out first, or an interrupt came (polls; says every ``SAY_EVERY`` s why it waits)."""
-        with drainable():
-            return await self._wait(say, patience)
 
-    async def _wait(self, say: Callable[[str], None], patience: float) -> float | None:
-        started = time.monotonic()
-        drain = draining()
-        for key, (owner, numbers) in self.others.items():
-            said = -SAY_EVERY
-            while self.held(key):
-                waited = time.monotonic() - started
-                if drain is not None and drain.is_set():
-                    return waited
-                if waited >= patience:
-                    say(f"gave up waiting for another run on this checkpoint ({owner}) after {waited:.0f} s "
-                        f"(patience): {len(numbers):,} of these numbers are left unanswered; run again once it "
-                        "has finished")  # fmt: skip
-                    return waited
-                if waited - said >= SAY_EVERY:
-                    said = waited
-                    say(f"waiting for another run on this checkpoint ({owner}), which is asking {len(numbers):,} "
-                        f"of these numbers ({waited:.0f} s so far, at most {patience:.0f} s); its answers will be "
-                        "used, not paid for again")  # fmt: skip
-                await asyncio.sleep(POLL)
-        return None
-
-
-async def claim_numbers(store: Checkpoint, numbers: list[str], max_age: float | None) -> Claim:
+async def claim_numbers(store: Checkpoint, numbers: list[str], max_age: float | None) -> FileClaim:
     """Claim those of ``numbers`` that nobody has answered since ``store`` was loaded and nobody is asking.
 
     ``BATCH`` numbers at a time, each under the claims lock for milliseconds however many a run claims: other
@@ -140,7 +88,7 @@ async def claim_numbers(store: Checkpoint, numbers: list[str], max_age: float | 
     """
     store.create()  # claiming is the first write of a run
     wanted = pa.array(numbers, pa.string())
-    claim = Claim([])
+    claim = FileClaim([])
     theirs = _Others(wanted)
     answered: list[pa.Table] = []
     seen = pc.is_null(wanted)  # which of wanted have an answer read by now (none yet: numbers are never null)
@@ -185,7 +133,7 @@ class _Others:
         self.held: dict[Path, tuple[str, pa.Array]] = {}  # claim file -> (owner, which of wanted it holds)
         self.unread: list[Path] = []
 
-    def live(self, store: Checkpoint, claim: Claim) -> list[Path] | None:
+    def live(self, store: Checkpoint, claim: FileClaim) -> list[Path] | None:
         """Other runs' live claim files (a dead run's are removed), or None when some are not read yet."""
         own = {path for _, path in claim._files}
         live = []
@@ -211,7 +159,7 @@ class _Others:
                 held = pc.is_in(self.wanted, value_set=pa.array(body.decode("ascii", errors="replace").split()))
             self.held[path] = (owner, held)
 
-    def taken(self, live: list[Path], start: int, free: pa.Array, claim: Claim) -> pa.Array | None:
+    def taken(self, live: list[Path], start: int, free: pa.Array, claim: FileClaim) -> pa.Array | None:
         """Which of ``wanted[start:start + len(free)]`` that are ``free`` (not answered) the ``live`` claims hold
         (None: none), noted in ``claim``."""
         taken, length = None, len(free)
@@ -225,7 +173,7 @@ class _Others:
         return taken
 
 
-def _write_claim(directory: Path, claim: Claim, numbers: list[str]) -> None:
+def _write_claim(directory: Path, claim: FileClaim, numbers: list[str]) -> None:
     path = directory / f"claim-{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.txt"
     owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     try:

@@ -57,8 +57,8 @@ import pyarrow.parquet as pq
 
 from ...errors import CheckpointError, StoreUnavailableError
 from ...numbers import positions
-from .._durable import fsync_dir, write_atomically
-from .._locks import held_elsewhere, lock, try_lock
+from ...system.durable import fsync_dir, write_atomically
+from ...system.locks import held_elsewhere, lock, try_lock
 from .._spill import identity, spilled
 from ..journal import (
     ANSWER_SCHEMA,
@@ -80,7 +80,7 @@ from ..receipts import append_receipt, keep_end, pending_ends, read_runs, recove
 from ..tallies import merge_tallies, tally, tally_batches
 
 if TYPE_CHECKING:
-    from .claims import Claim
+    from ..claim import Claim
 
 __all__ = ["ANSWER_SCHEMA", "STORED_CODES", "Answer", "Checkpoint", "answers_table", "refuse_foreign", "unwritable"]
 

@@ -1,6 +1,6 @@
 """What a run writes to a PostgreSQL store: its answers in batches, and its claim with the lease it holds.
 
-Split from :mod:`.postgres` (the store: schema, lookups, claims, receipts) so that each stays readable;
+Split from :mod:`.store` (the store: schema, lookups, claims, receipts) so that each stays readable;
 nothing outside the PostgreSQL store uses this module.
 
 Example::
@@ -19,7 +19,7 @@ from typing import Any, Protocol, TypeVar
 
 from ...errors import StoreUnavailableError
 from .._spill import Spiller
-from ..directory.claims import Claim
+from ..claim import Claim
 from ..journal import Answer
 
 __all__ = ["COMMIT_BATCH", "COMMIT_EVERY", "PostgresClaim", "PostgresWriter"]
@@ -30,7 +30,7 @@ T = TypeVar("T")
 
 
 class PostgresStore(Protocol):
-    """What the writer and the claim use of their store (postgres.py's ``PostgresStore``, which imports this
+    """What the writer and the claim use of their store (store.py's ``PostgresStore``, which imports this
     module: a protocol here, so that the two modules import each other in one direction only)."""
 
     run: str

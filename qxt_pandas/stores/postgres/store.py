@@ -57,8 +57,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..._sync import draining
 from ...errors import CheckpointError, StoreUnavailableError
+from ...system.sync import draining
 from .._spill import identity, spilled
 from ..journal import ANSWER_SCHEMA, Answer, newest_per_number, prune_spilled, read_journal, warn_once
 from ..protocol import check_key, refuse_other_kind

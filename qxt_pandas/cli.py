@@ -16,9 +16,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO, cast
 
-from .. import __version__
-from .._sync import run_sync
-from ..errors import (
+from . import __version__
+from .command.files import numbers_in, open_source
+from .command.outputs import AtomicWriter, Targets
+from .command.stream import Summary, check_file, plan_file
+from .errors import (
     CheckpointError,
     ConfigurationError,
     InsufficientBalanceError,
@@ -28,24 +30,21 @@ from ..errors import (
     QxtError,
     StoreUnavailableError,
 )
-from ..masking import mask_text, numbers_shown
-from ..money import parse_price, price_from_env
-from ..options import CheckOptions, parse_age
-from ..pipeline import read_balance
-from ..reports.report import report
-from ..service._secret import Secret
-from ..service.concurrency import AUTO, MAX_CONCURRENCY
-from ..service.engine import DEFAULT_PATIENCE
-from ..service.progress import stamp
-from ..service.protocol import Balance
-from ..stores import is_database, shown
-from ..stores._durable import write_atomically
-from ..stores.copy import copy_answers
-from ..stores.directory.store import refuse_foreign
-from ..stores.forget import forget, numbers_in
-from .files import open_source
-from .outputs import AtomicWriter, Targets
-from .stream import Summary, check_file, plan_file
+from .masking import mask_text, numbers_shown
+from .money import parse_price, price_from_env
+from .options import CheckOptions, parse_age
+from .pipeline import read_balance
+from .reports.report import report
+from .service._secret import Secret
+from .service.concurrency import AUTO, MAX_CONCURRENCY
+from .service.engine import DEFAULT_PATIENCE
+from .service.progress import stamp
+from .service.protocol import Balance
+from .stores import is_database, refuse_foreign, shown
+from .stores.copy import copy_answers
+from .stores.forget import forget
+from .system.durable import write_atomically
+from .system.sync import run_sync
 
 __all__ = ["EXIT_CODES", "main"]
 
@@ -242,7 +241,7 @@ def main(argv: list[str] | None = None, *, stopped_early: Sequence[int] | None =
     args = _parser().parse_args(argv)
     _memory_pool()
     if args.command == "simulate":
-        from ..simulator.__main__ import main as simulate
+        from .simulator.__main__ import main as simulate
 
         capacity = ["--capacity", str(args.capacity)] if args.capacity is not None else []
         return simulate(["--port", str(args.port), "--latency", str(args.latency), "--jitter", str(args.jitter),
@@ -311,7 +310,7 @@ def _outcome(run: _Run) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     try:
-        from ..console.app import parse_size, serve_forever
+        from .console.app import parse_size, serve_forever
     except ImportError:
         _say("qxt serve needs the serve extra: pip install 'qxt-pandas[serve]'")
         return EXIT_USAGE
@@ -565,7 +564,7 @@ def _service(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
     """The client options: the bundled simulator on loopback, or the configured service and key."""
     common = {"timeout": args.timeout, "retries": args.retries}
     if args.simulate:
-        from ..simulator import DEMO_APIKEY, Simulator, serve
+        from .simulator import DEMO_APIKEY, Simulator, serve
 
         with serve(Simulator(latency=0.1)) as url:
             yield {"apikey": DEMO_APIKEY, "base_url": url, **common}
