@@ -414,7 +414,11 @@ def _watch_parent() -> threading.Event:
 _JSON = False  # --progress json: every line on stderr is a JSON object a scheduler can parse
 
 
+_said: list[str] = []  # what qxt said last (the closing summary's "message")
+
+
 def _say(message: str) -> None:
+    _said[:] = [mask_text(message).split("\n", 1)[0]]
     if _JSON:
         print(json.dumps({"ts": stamp(), "message": mask_text(message)}, ensure_ascii=False), file=sys.stderr,
               flush=True)  # fmt: skip
@@ -463,7 +467,8 @@ class _Run:
 
     def facts(self, code: int) -> dict[str, Any]:
         """The run in one object for a scheduler (``--progress json``'s last line): rows, paid, from the store,
-        unanswered, the exit code, the files in place."""
+        unanswered, the exit code, the files in place, the output left as it was (``held_back``: another run was
+        asking some numbers), and the closing message's first line."""
         summary, committed = self.summary, self.writer is not None and self.writer.committed
         outputs = ([str(self.writer.path)] if committed and self.writer else []) + (
             summary.split_files if summary else []
@@ -472,7 +477,9 @@ class _Run:
             "command": self.args.command, "exit": code, "rows": summary.plan.rows if summary else None,
             "paid": summary.paid if summary else None, "from_store": summary.plan.in_checkpoint if summary else None,
             "unanswered": summary.unanswered if summary else None, "outputs": outputs,
+            "held_back": str(summary.held_back) if summary and summary.held_back else None,
             "checkpoint": shown(self.checkpoint) if self.checkpoint is not None else None,
+            "message": _said[0] if _said else None,  # why it ended so: the closing message's first line
         }  # fmt: skip
 
     def kept(self, after_paying_only: bool = False) -> str:

@@ -55,6 +55,7 @@ def test_progress_json_is_json_to_the_last_line_which_sums_the_run_up(tmp_path):
     assert summary["unanswered"] == 0 and summary["from_store"] == 0 and summary["checkpoint"].endswith("o.qxt")
     assert summary["outputs"][0].endswith("o.csv") and len(summary["outputs"]) == 1 + 6
     assert all(Path(path).exists() for path in summary["outputs"])
+    assert summary["held_back"] is None and summary["message"].startswith("wrote 3,000 rows to ")
 
 
 def test_a_wrong_url_leaves_the_store_as_it_found_it_and_the_right_one_then_runs(store, tmp_path):
@@ -209,7 +210,7 @@ def test_a_run_that_gave_up_on_another_runs_claims_does_not_replace_the_output(t
         claim = asyncio.run(other.claim([f"1390000{i:04d}" for i in range(10)], None))  # another run asks 10
         try:
             done = qxt("check", source, "--column", "mobile", "--output", tmp_path / "o.csv", "--checkpoint", store,
-                       "--base-url", url, "--patience", "1")  # fmt: skip
+                       "--base-url", url, "--patience", "1", "--progress", "json")  # fmt: skip
         finally:
             claim.release()
             other.close()
@@ -217,7 +218,10 @@ def test_a_run_that_gave_up_on_another_runs_claims_does_not_replace_the_output(t
     assert (tmp_path / "o.csv").read_bytes() == before  # a file sensor on o.csv sees nothing new
     aside = pd.read_csv(tmp_path / "o.unfinished.csv", dtype=str)
     assert len(aside) == 40 and aside["qxt_code"].isna().sum() == 10
-    assert "o.unfinished.csv, not to" in done.stderr and "was left as it was" in done.stderr
+    summary = json.loads(done.stderr.splitlines()[-1])["summary"]  # what a scheduler reads: why, and where
+    assert summary["exit"] == 5 and summary["held_back"].endswith("o.csv") and summary["unanswered"] == 10
+    assert summary["outputs"][0].endswith("o.unfinished.csv")
+    assert "o.unfinished.csv, not to" in summary["message"] and "was left as it was" in summary["message"]
 
 
 def test_a_vendor_that_goes_away_ends_the_run_after_patience_naming_the_refused_connections(tmp_path):
