@@ -179,3 +179,18 @@ def test_plan_in_python_takes_a_price_and_a_bad_one_in_the_environment_is_exit_2
                     ["serve", "--simulate", "--port", "0", "--data-dir", tmp_path]):  # fmt: skip
         told = qxt(*command, env_extra={"QXT_PRICE": "abc"}, timeout=60)
         assert told.returncode == 2 and "QXT_PRICE='abc'" in told.stderr and "Traceback" not in told.stderr
+
+
+def test_a_job_held_back_by_another_run_offers_its_unfinished_rows(tmp_path):
+    """Issue 34: a run that gave up waiting for another run's claims writes ``checked.unfinished.csv``, not the
+    output (exit 5); the console offered nothing to download."""
+    from qxt_pandas.console.app import Console, Job
+
+    jobs = Console(tmp_path / "serve", checkpoint=str(tmp_path / "c.qxt"), base_url=None, env={},
+                   max_upload=2**20, keep_days=1)  # fmt: skip
+    out = tmp_path / "serve" / "jobs" / "j1"
+    out.mkdir(parents=True)
+    pd.DataFrame({"mobile": ["13900000001"], "qxt_code": [None]}).to_csv(out / "checked.unfinished.csv", index=False)
+    job = Job(id="j1", name="客户.csv", suffix=".csv", created=0.0)
+    files, parts, _ = jobs._collect(job, out, out / "checked.csv", paid=0)
+    assert files == {"客户.未完成.csv": "checked.unfinished.csv"} and parts == {}

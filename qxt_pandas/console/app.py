@@ -382,6 +382,9 @@ class Console:
         files: dict[str, str] = {}
         parts: dict[str, str] = {}
         stem = Path(job.name).stem
+        unfinished = output.with_name(f"{output.stem}.unfinished{output.suffix}")
+        if not output.exists() and unfinished.exists():  # another run on the store was asking some numbers and
+            files[f"{stem}.未完成{output.suffix}"] = unfinished.name  # did not finish within the patience (exit 5)
         if output.exists():
             files[f"{stem}.checked{output.suffix}"] = output.name
             excel = out / "checked.xlsx"
