@@ -18,7 +18,7 @@ from typing import Any, TextIO, cast
 
 from . import __version__
 from .command.files import numbers_in, open_source
-from .command.outputs import AtomicWriter, Targets
+from .command.outputs import MANIFEST, AtomicWriter, Targets
 from .command.stream import Summary, check_file, plan_file
 from .errors import (
     CheckpointError,
@@ -462,6 +462,9 @@ class _Run:
         if self.args.command != "check":
             return ""
         if self.writer is not None and self.writer.committed:
+            if getattr(self.args, "split", False):  # published as one set: a stop is told after the last rename
+                listed = self.writer.path.with_name(self.writer.path.stem + MANIFEST)
+                return f"The output {self.writer.path} was complete and is in place, with its split files ({listed})."
             return f"The output {self.writer.path} was complete and is in place."
         return "No output was written."
 

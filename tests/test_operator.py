@@ -240,3 +240,33 @@ def test_a_vendor_that_goes_away_ends_the_run_after_patience_naming_the_refused_
     assert re.search(rf"^{STAMP} QXT .*since the last line [\d,]+ refused connections", err, re.M), err
     reasons = pd.read_csv(tmp_path / "o.csv", dtype=str)["qxt_error"].dropna()
     assert reasons.str.contains(r"refused every request \([^)]*refused connections[^)]*\) for 3 s").any(), reasons
+
+
+def test_a_stop_while_the_files_are_put_in_place_is_told_after_the_last_rename(tmp_path, monkeypatch):
+    """Issue 34: a Ctrl-C or SIGTERM between the split files' renames and the output's left new split files
+    beside the old output (or the reverse), and a message that said otherwise."""
+    import pyarrow as pa
+
+    from qxt_pandas.command import outputs
+
+    seen = []
+    replace = os.replace
+
+    def renamed(src, dst):  # the stop arrives right after the set's first rename
+        replace(src, dst)
+        seen.append(Path(dst).name)
+        if len(seen) == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    table = pa.table({"m": ["13900000001", "13900000002"], "qxt_code": pa.array([0, -4], pa.int16()),
+                      "Status": ["正常", None]})  # fmt: skip
+    main = outputs.AtomicWriter(tmp_path / "o.csv")
+    main.open(table.schema)
+    parts = outputs.SplitWriter(main, table.schema)
+    main.write(table)
+    parts.write(table)
+    monkeypatch.setattr(outputs.os, "replace", renamed)
+    with pytest.raises(KeyboardInterrupt):
+        outputs.publish(main, parts)
+    assert seen == ["o.正常.csv", "o.unknown.csv", "o.csv", "o.files.json"]  # all in place before the stop is told
+    assert main.committed and (tmp_path / "o.files.json").exists()

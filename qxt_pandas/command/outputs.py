@@ -39,6 +39,7 @@ from ..errors import ConfigurationError
 from ..results import DOCUMENTED_STATUSES, RESERVED_OUTCOMES, outcomes
 from ..system.durable import write_atomically
 from ..system.locks import held_elsewhere, open_locked
+from ..system.sync import stops_held
 
 __all__ = ["EXCEL_ROWS", "AtomicWriter", "OutputError", "SplitWriter", "Targets", "written_by_qxt"]
 
@@ -331,12 +332,16 @@ class AtomicWriter:
             self._thread.join()
             self._thread = None
 
-    def commit(self) -> None:
-        """Finish the file and put it in place (atomically replacing any old one)."""
+    def finish(self) -> None:
+        """Write out every queued table and close the file, not yet in place (:meth:`commit` puts it there)."""
         self._finish()
         if self._error is not None:
             raise self._error
         self._close()
+
+    def commit(self) -> None:
+        """Finish the file and put it in place (atomically replacing any old one)."""
+        self.finish()
         os.replace(self.tmp, self.path)
         self.committed = True
 
@@ -368,6 +373,14 @@ def publish(main: AtomicWriter, parts: SplitWriter | None) -> None:
     (written last: the files it lists are that run's), and the split files an earlier run listed there that
     this run did not write (an outcome gone) removed before the output appears. A reader keyed on the output
     never sees a new output beside old split files."""
+    main.finish()  # the writing first, while a stop is still prompt
+    if parts is not None:
+        parts.finish()
+    with stops_held():  # then the renames: a Ctrl-C or SIGTERM meanwhile is told once the set is in place
+        _publish(main, parts)
+
+
+def _publish(main: AtomicWriter, parts: SplitWriter | None) -> None:
     manifest = main.path.with_name(main.path.stem + MANIFEST)
     previous: list[str] = []
     with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
@@ -497,12 +510,18 @@ class SplitWriter:
                 self.writers[outcome] = writer
             self.writers[outcome].write(table.filter(pc.equal(each, outcome)))
 
-    def commit(self) -> None:
-        """Put every file in place, once their rows are proven to add up to the output's."""
+    def finish(self) -> None:
+        """Write out every file, once their rows are proven to add up to the output's; none in place yet."""
         split = sum(w.rows for w in self.writers.values())
         if split != self.main.rows:
             raise OutputError(f"The split holds {split:,} rows, the output {self.main.rows:,}; no split file "
                               "was written. This is a bug: please report it.")  # fmt: skip
+        for writer in self.writers.values():
+            writer.finish()
+
+    def commit(self) -> None:
+        """Put every file in place (written out first, if :meth:`finish` was not called)."""
+        self.finish()
         for writer in self.writers.values():
             writer.commit()
 

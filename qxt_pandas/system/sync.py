@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import threading
 import weakref
 from collections.abc import Coroutine, Iterator
@@ -52,6 +53,34 @@ def drainable() -> Iterator[None]:
         yield
     finally:
         drain.active -= 1
+
+
+#: The signals that stop a run (Ctrl-C, SIGTERM, a closed terminal): held back while files change as a set.
+_STOPS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP} if hasattr(signal, "SIGHUP") else {signal.SIGINT}
+
+
+@contextlib.contextmanager
+def stops_held() -> Iterator[None]:
+    """Hold back Ctrl-C and SIGTERM for the few renames that put a set of files in place: a stop that comes
+    meanwhile is handled after them, so the files are all old or all new when it is told. Python runs signal
+    handlers in the main thread only, whichever thread the kernel picked: handlers that note the signal,
+    then the ones before, called once the set is in place. (Elsewhere than the main thread nothing is held.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {int(sig): signal.signal(sig, lambda number, frame: caught.append(number)) for sig in _STOPS}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        for number in caught:  # as if it came now (Ctrl-C's handler raises KeyboardInterrupt)
+            handler = previous[number]
+            if callable(handler):
+                handler(number, None)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(number)
 
 
 class Interrupted(Exception):
