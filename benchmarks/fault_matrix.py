@@ -1,6 +1,6 @@
 """The fault matrix of issue 28: each fault outside the process, as real processes meet it.
 
-Runs ``tests/test_faults_real.py`` (real ``qxt check`` and ``qxt serve`` processes, a real
+Runs ``tests/stores/test_faults_real.py`` (real ``qxt check`` and ``qxt serve`` processes, a real
 PostgreSQL from pgserver, the simulator's ledger as the truth of money) with $QXT_FAULT_MATRIX set,
 so each scenario records its exit code and how many numbers the vendor charged twice, then prints
 them beside the figures measured on the code before issue 28 (quoted from the issue, measured
@@ -47,7 +47,7 @@ def main() -> None:
             matrix = Path(tmp) / "matrix.jsonl"
             env = {**os.environ, "QXT_FAULT_MATRIX": str(matrix)}
             done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                                   "tests/test_faults_real.py"], cwd=ROOT, env=env)  # fmt: skip
+                                   "tests/stores/test_faults_real.py"], cwd=ROOT, env=env)  # fmt: skip
             if done.returncode != 0:
                 print("some fault tests failed: the figures below are from those that ran", file=sys.stderr)
             for line in matrix.read_text().splitlines() if matrix.exists() else []:

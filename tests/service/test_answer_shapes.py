@@ -16,7 +16,7 @@ from qxt_pandas.service._secret import Secret
 from qxt_pandas.service.protocol import Balance, PhoneStatus, parse_balance, parse_status
 from qxt_pandas.simulator import SimulatorTransport, serve
 
-VENDOR_DOC = Path(__file__).resolve().parents[2] / "shared" / "vendor" / "qxt-phone-check-interface.txt"
+VENDOR_DOC = Path(__file__).resolve().parents[3] / "shared" / "vendor" / "qxt-phone-check-interface.txt"
 STATUS_AS_PRINTED = """{
 code: 0,
 reason: "Succ",
