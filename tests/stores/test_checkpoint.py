@@ -129,6 +129,30 @@ def test_concurrent_writers_and_compactions(store):
     assert len(mobiles(store)) == 800
 
 
+def test_a_writer_opens_while_another_runs_compaction_sweeps_its_probe(store, monkeypatch):
+    """The full suite caught it once: a writer proves the directory writable with a file named as a compaction's
+    leftovers; another run's compaction swept it before its unlink, and the run stopped: "Cannot write"."""
+    import os
+
+    from qxt_pandas.stores.directory import store as module
+
+    class Swept:  # ``os`` for the store module: the sweep lands right after the probe is made
+        def __getattr__(self, name):
+            return getattr(os, name)
+
+        def close(self, fd):
+            os.close(fd)
+            for leftover in store.path.glob(".tmp-*-part"):
+                leftover.unlink()
+
+    store.create()
+    monkeypatch.setattr(module, "os", Swept())
+    with store.writer() as w:
+        w.append(ans("13800000001"))
+    monkeypatch.undo()
+    assert mobiles(store) == {"13800000001"}
+
+
 def test_opening_writes_nothing_and_binding_records_the_service(tmp_path):
     opened = Checkpoint(tmp_path / "new.qxt", service="simulator")
     assert opened.answers().num_rows == 0 and not (tmp_path / "new.qxt").exists()  # a plan leaves no trace

@@ -372,9 +372,10 @@ class Checkpoint:
         probe = self.path / f".tmp-{uuid.uuid4().hex}-part"  # named as our temporary files: a leftover is swept
         try:
             os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-            probe.unlink()
         except OSError as exc:
             raise unwritable(self.path, exc) from None
+        with contextlib.suppress(FileNotFoundError):  # another run's compaction may have swept it meanwhile
+            probe.unlink()
         return JournalWriter(self.path, store=self.identity)
 
     def _move_spilled(self) -> None:
