@@ -270,3 +270,30 @@ def test_a_stop_while_the_files_are_put_in_place_is_told_after_the_last_rename(t
         outputs.publish(main, parts)
     assert seen == ["o.正常.csv", "o.unknown.csv", "o.csv", "o.files.json"]  # all in place before the stop is told
     assert main.committed and (tmp_path / "o.files.json").exists()
+
+
+def test_a_manifest_the_disk_cannot_take_fails_the_run_and_says_the_files_are_in_place(tmp_path, monkeypatch, capsys):
+    """The last write of a run (``OUT.files.json``) fails (a full disk): the answers are stored, the output and
+    its split files are in place, and the run says so with a non-zero exit instead of claiming success."""
+    import errno
+
+    from qxt_pandas import cli
+    from qxt_pandas.command import outputs
+
+    write = outputs.write_atomically
+
+    def full(path, data, **kw):
+        if path.name.endswith(outputs.MANIFEST):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return write(path, data, **kw)
+
+    monkeypatch.setattr(outputs, "write_atomically", full)
+    monkeypatch.setenv("QXT_APIKEY", SECRET)
+    sim = rich()
+    with serve(sim) as url:
+        code = cli.main(["check", str(SAMPLE), "--column", "mobile", "--output", str(tmp_path / "o.csv"), "--split",
+                         "--base-url", url, "--progress", "off"])  # fmt: skip
+    said = capsys.readouterr().err
+    assert code == 1 and "No space left on device" in said and "was complete and is in place" in said
+    assert len(pd.read_csv(tmp_path / "o.csv", dtype=str)) == 3000 and len(list(tmp_path.glob("o.*.csv"))) >= 2
+    assert stored(tmp_path / "o.qxt") >= set(sim.ledger.paid(SECRET))  # every answer paid for is kept
