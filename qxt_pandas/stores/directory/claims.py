@@ -17,14 +17,9 @@ ends a killed run's claim by dropping its lock.
 Tasks of one Dask or Spark job ask disjoint numbers, so their claims never
 overlap and none of them waits.
 
-Example::
+Example (what a run then does with the claim: ``stores/claim.py``)::
 
     claim = await claim_numbers(store, ["13972565391"], max_age=None)
-    try:
-        ...  # ask claim.mine
-    finally:
-        claim.release()
-    await claim.wait(say=print, patience=300)  # then claim the numbers others were asking
 """
 
 from __future__ import annotations
