@@ -204,13 +204,15 @@ def test_a_receipt_end_the_store_cannot_take_is_kept_and_written_in_by_the_next_
             raise E.StoreUnavailableError("the database went away")
         return insert(self, record)
 
+    def gone(self, rows):
+        raise E.StoreUnavailableError("the database went away")
+
     def fail() -> None:  # the store fails from the 50th answer on, and so does its receipt's end line
         if directory:
             monkeypatch.setattr(journal, "os", _FailingOS("disk full", Nth(50, True)))
             monkeypatch.setattr(receipts, "os", _FailingOS("disk full", Nth(2, True)))  # (the 1st is the start)
         else:
-            monkeypatch.setattr(PostgresStore, "_upsert", lambda self, rows: (_ for _ in ()).throw(
-                E.StoreUnavailableError("the database went away")))  # fmt: skip
+            monkeypatch.setattr(PostgresStore, "_upsert", gone)
             monkeypatch.setattr(PostgresStore, "_insert_receipt", refused)
 
     sim = rich(latency=0.005)
