@@ -189,6 +189,21 @@ def test_when_the_spill_fails_too_the_answers_are_in_the_results_and_the_error_s
     assert caught.value.unsaved >= 1 and set(sim.ledger.paid(SECRET)) <= answered(partial)
 
 
+def test_a_receipt_end_neither_the_store_nor_the_spill_can_take_is_said_and_nothing_paid_is_lost(tmp_path, monkeypatch):
+    from qxt_pandas.stores import receipts
+
+    (tmp_path / "spill").write_text("a file where the spill directory should be")
+    monkeypatch.setenv("QXT_SPILL_DIR", str(tmp_path / "spill"))
+    sim = rich(latency=0.005)
+    with serve(sim) as url:
+        monkeypatch.setattr(journal, "os", _FailingOS("disk full", Nth(10, True)))
+        monkeypatch.setattr(receipts, "os", _FailingOS("disk full", Nth(2, True)))  # (the 1st is the start)
+        with pytest.raises(E.StoreUnavailableError) as caught, pytest.warns(
+                RuntimeWarning, match="nor could it be kept on this machine"):  # fmt: skip
+            check(url, str(tmp_path / "c.qxt"), concurrency=4)
+    assert twice(sim) == 0 and set(sim.ledger.paid(SECRET)) <= answered(caught.value.partial)
+
+
 def test_a_receipt_end_the_store_cannot_take_is_kept_and_written_in_by_the_next_run(store, tmp_path, monkeypatch):
     """Issue 34: after a disk-full run the report said 9,229 answers "never arrived" (its receipt said paid 0)."""
     import qxt_pandas
